@@ -1,0 +1,85 @@
+/**
+ * Configuration of a simulated DM client device (device.yaml): its identity, its DM account on
+ * the server, where it listens for Package 0, and extra nodes of its management tree.
+ */
+import { z } from 'zod';
+import { parseAuthType } from '../codec/auth.ts';
+
+const authType = z.string().transform((s, ctx) => {
+  try {
+    return parseAuthType(s);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: `unknown auth type "${s}" (use basic, md5 or hmac)` });
+    return z.NEVER;
+  }
+});
+
+/** An extra node of the device tree. */
+export const deviceNodeSchema = z.object({
+  uri: z.string().min(1),
+  value: z.string().optional(),
+  format: z.string().default('chr'),
+  type: z.string().optional(),
+  acl: z.string().optional(),
+  /** DDF AccessType; defaults to Get/Replace for leaves, Get/Add/Delete for interior nodes. */
+  access: z.array(z.enum(['Add', 'Copy', 'Delete', 'Exec', 'Get', 'Replace'])).optional(),
+  /** An executable node: what Exec does (`count` increments `<uri>/../Count`-style counter, `echo` returns the argument). */
+  exec: z.enum(['count', 'echo', 'async']).optional(),
+});
+
+/** The device configuration file. */
+export const deviceConfigSchema = z.object({
+  deviceId: z.string().min(1),
+  /** Wire encoding the device uses. */
+  encoding: z.enum(['xml', 'wbxml']).default('xml'),
+  /** Largest message the device accepts (its MaxMsgSize). */
+  maxMsgSize: z.number().int().min(1024).default(16 * 1024),
+  /** Data directory (LevelDB); without it the tree lives in memory. */
+  data: z.string().optional(),
+  devInfo: z
+    .object({
+      man: z.string().default('gwmo'),
+      mod: z.string().default('SimDevice'),
+      dmV: z.string().default('1.2'),
+      lang: z.string().default('en-US'),
+    })
+    .default({ man: 'gwmo', mod: 'SimDevice', dmV: '1.2', lang: 'en-US' }),
+  devDetail: z
+    .object({
+      devTyp: z.string().default('sensor'),
+      oem: z.string().default('gwmo'),
+      fwV: z.string().default('1.0.0'),
+      swV: z.string().default('1.0.0'),
+      hwV: z.string().default('A'),
+    })
+    .default({ devTyp: 'sensor', oem: 'gwmo', fwV: '1.0.0', swV: '1.0.0', hwV: 'A' }),
+  /** The DM server account (DMAcc). */
+  server: z.object({
+    serverId: z.string().min(1),
+    url: z.string().url(),
+    username: z.string().min(1),
+    secret: z.string().min(1),
+    authType: authType.default('md5' as never),
+    serverSecret: z.string().min(1),
+    serverAuthType: authType.default('md5' as never),
+    clientNonce: z.string().default(''),
+    serverNonce: z.string().default(''),
+  }),
+  /** Package 0 listener (HTTP POST of application/vnd.syncml.notification). */
+  notify: z
+    .object({
+      listen: z.union([z.string(), z.number()]).default('127.0.0.1:0'),
+      path: z.string().startsWith('/').default('/notify'),
+      /** Report the listener's URL to the server in DevInfo/Ext/NotifyURI. */
+      advertise: z.boolean().default(true),
+    })
+    .default({ listen: '127.0.0.1:0', path: '/notify', advertise: true }),
+  /** Seconds to wait for each server answer. */
+  requestTimeout: z.number().positive().default(30),
+  nodes: z.array(deviceNodeSchema).default([]),
+});
+
+/** A validated device configuration. */
+export type DeviceConfig = z.output<typeof deviceConfigSchema>;
+/** An extra node definition. */
+export type DeviceNodeConfig = z.output<typeof deviceNodeSchema>;

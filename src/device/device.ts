@@ -1,0 +1,347 @@
+/**
+ * A simulated OMA DM client device: its own management tree (DevInfo, DevDetail, DMAcc and extra
+ * nodes), a Package 0 listener, client-initiated sessions on demand and server-initiated sessions
+ * after a valid notification. Behaviours (UI answers, Exec handlers) are injectable, so tests and
+ * demos shape the device instead of mocking it.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createActor, type SimulatedClock } from 'xstate';
+import { HMAC_HEADER, fromAAuthType, parseAuthType, toAAuthType, type AuthType } from '../codec/auth.ts';
+import type { AlertCommand, Item } from '../codec/model.ts';
+import { decodePackage0, sessionIdHex, verifyPackage0, RESYNC_NONCE } from '../codec/package0.ts';
+import { CONTENT_TYPES, decodeSyncML, encodingOfContentType } from '../codec/syncml.ts';
+import { GwError, describeError } from '../errors.ts';
+import { createLogger, type Logger } from '../log.ts';
+import { genericAlert, ClientSession, type ClientCredentials } from '../session/client-session.ts';
+import type { Outgoing } from '../session/common.ts';
+import { memoryStore, openStore, type Store } from '../store/store.ts';
+import { executeCommands, type UiHandler } from '../tree/executor.ts';
+import { installStandardObjects, readAccounts, readDevInfo, storeNonce, type DmAccount, type DmAuthType } from '../tree/standard.ts';
+import { DmTree, LOCAL, type NodeRecord } from '../tree/tree.ts';
+import { listen, post, readBody, type Listener } from '../transport/http.ts';
+import { clientSessionMachine, type ClientSessionOutput } from '../../machines/client-session.ts';
+import type { DeviceConfig } from './config.ts';
+import { nonceCandidates } from '../codec/auth.ts';
+
+/** Options for creating a device in-process. */
+export interface SimDeviceOptions {
+  config: DeviceConfig;
+  dataDir?: string;
+  store?: Store;
+  logger?: Logger;
+  ui?: UiHandler;
+  clock?: SimulatedClock;
+}
+
+/** A finished session as the device remembers it. */
+export interface DeviceSessionRecord extends ClientSessionOutput {
+  sessionId: string;
+  initiator: 'server' | 'client';
+  startedAt: string;
+}
+
+const NOTIFICATION_TYPE = 'application/vnd.syncml.notification';
+
+/** A simulated DM client device. */
+export class SimDevice {
+  readonly config: DeviceConfig;
+  readonly tree: DmTree;
+  readonly log: Logger;
+  readonly sessions: DeviceSessionRecord[] = [];
+  private readonly store: Store;
+  private readonly ownsStore: boolean;
+  private readonly ui: UiHandler | undefined;
+  private readonly clock: SimulatedClock | undefined;
+  private listener: Listener | undefined;
+  private running: Promise<DeviceSessionRecord> | undefined;
+  private readonly seenNotifications = new Map<string, number>();
+  private nextSessionId = 1;
+  private readonly sessionWaiters: ((r: DeviceSessionRecord) => void)[] = [];
+  /** Package 0 messages ignored (bad digest, unknown server, replay), for tests and logs. */
+  ignoredNotifications = 0;
+
+  private constructor(opts: SimDeviceOptions, tree: DmTree, store: Store, ownsStore: boolean) {
+    this.config = opts.config;
+    this.tree = tree;
+    this.store = store;
+    this.ownsStore = ownsStore;
+    this.log = opts.logger ?? createLogger(`device`).child(opts.config.deviceId);
+    this.ui = opts.ui;
+    this.clock = opts.clock;
+  }
+
+  /** Creates the device: opens its tree and installs the standard objects and configured nodes. */
+  static async create(opts: SimDeviceOptions): Promise<SimDevice> {
+    const dir = opts.dataDir ?? opts.config.data;
+    const store = opts.store ?? (dir ? await openStore(dir) : memoryStore());
+    const tree = await DmTree.open(store.section<NodeRecord>('tree'));
+    const d = new SimDevice(opts, tree, store, !opts.store);
+    await d.install();
+    return d;
+  }
+
+  private async install(): Promise<void> {
+    const c = this.config;
+    const s = c.server;
+    await installStandardObjects(this.tree, {
+      devInfo: { devId: c.deviceId, ...c.devInfo },
+      devDetail: { ...c.devDetail, lrgObj: true, maxDepth: 0, maxTotLen: 0, maxSegLen: 0 },
+      accounts: [
+        {
+          name: 'dms',
+          serverId: s.serverId,
+          address: s.url,
+          authPref: toAAuthType(s.authType) as DmAuthType,
+          client: { type: toAAuthType(s.authType) as DmAuthType, name: s.username, secret: s.secret, nonce: s.clientNonce },
+          server: { type: toAAuthType(s.serverAuthType) as DmAuthType, name: s.serverId, secret: s.serverSecret, nonce: s.serverNonce },
+        },
+      ],
+    });
+    for (const n of c.nodes) {
+      if (this.tree.hasLocal(n.uri)) continue;
+      const interior = n.format === 'node';
+      await this.tree.add(
+        n.uri,
+        {
+          format: n.format,
+          ...(n.type ? { type: n.type } : {}),
+          ...(n.value !== undefined ? { data: n.value } : {}),
+          ...(n.acl !== undefined ? { acl: n.acl } : {}),
+          access: n.access ?? (interior ? ['Add', 'Delete', 'Get'] : n.exec ? ['Exec', 'Get'] : ['Get', 'Replace', 'Delete', 'Copy']),
+        },
+        LOCAL,
+      );
+    }
+    for (const n of c.nodes.filter((x) => x.exec)) this.installExec(n.uri, n.exec!);
+  }
+
+  /** Registers the built-in Exec behaviours of configured nodes. */
+  private installExec(uri: string, kind: 'count' | 'echo' | 'async'): void {
+    this.tree.onExec(uri, async (req) => {
+      if (kind === 'count') {
+        const v = await this.tree.get(uri, LOCAL);
+        await this.tree.replace(uri, { data: String((Number(v.data) || 0) + 1) }, LOCAL);
+        return { status: 200 };
+      }
+      if (kind === 'echo') return { status: 200, ...(typeof req.data === 'string' ? { data: req.data } : {}) };
+      // async: accept now (202), report completion later with a Generic Alert echoing the Correlator.
+      setTimeout(() => {
+        const alert = genericAlert(
+          [{ source: { locURI: uri }, meta: { type: 'org.openmobilealliance.dm.gwmo.ExecComplete', format: 'int' }, data: '200' }],
+          req.correlator,
+        );
+        this.connect({ alerts: [alert] }).catch((err: unknown) => this.log.warn(`completion alert not delivered: ${describeError(err)}`));
+      }, 20);
+      return { status: 202 };
+    });
+  }
+
+  /** Registers an Exec handler on a node (injectable behaviour). */
+  onExec(uri: string, handler: Parameters<DmTree['onExec']>[1]): () => void {
+    return this.tree.onExec(uri, handler);
+  }
+
+  /** Starts the Package 0 listener; returns its URL. */
+  async start(): Promise<string> {
+    this.listener = await listen(this.config.notify.listen, (req, res) => this.onHttp(req, res));
+    this.log.info(`device listening for Package 0`, { url: this.notifyUrl });
+    return this.notifyUrl;
+  }
+
+  /** URL of the Package 0 listener. */
+  get notifyUrl(): string {
+    if (!this.listener) throw new GwError('DEVICE_NOT_STARTED', 'the device is not listening');
+    return this.listener.url + this.config.notify.path;
+  }
+
+  /** Stops the listener, waits for a running session and closes the store. */
+  async stop(): Promise<void> {
+    await this.listener?.close();
+    this.listener = undefined;
+    await this.running?.catch(() => undefined);
+    if (this.ownsStore) await this.store.close();
+  }
+
+  /** Resolves with the next session that finishes. */
+  nextSession(): Promise<DeviceSessionRecord> {
+    return new Promise((resolve) => this.sessionWaiters.push(resolve));
+  }
+
+  private async onHttp(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (req.method !== 'POST' || url.pathname !== this.config.notify.path) {
+      res.writeHead(404).end();
+      return;
+    }
+    const body = await readBody(req, 4096).catch(() => undefined);
+    // Answer at once: the notification is a trigger, the session runs afterwards.
+    res.writeHead(body ? 202 : 413).end();
+    if (body && (req.headers['content-type'] ?? '').startsWith(NOTIFICATION_TYPE)) void this.onPackage0(body);
+    else if (body) this.log.warn(`notification with content type ${req.headers['content-type']} ignored`);
+  }
+
+  /**
+   * Validates a Package 0 (digest with the stored server nonce, then the resync nonce; notes §4.2)
+   * and, when valid, opens a server-initiated session. Invalid notifications are ignored and logged.
+   */
+  async onPackage0(raw: Uint8Array): Promise<DeviceSessionRecord | undefined> {
+    let p;
+    try {
+      p = decodePackage0(raw);
+    } catch (err) {
+      this.ignoredNotifications++;
+      this.log.warn(`malformed Package 0 ignored: ${describeError(err)}`);
+      return undefined;
+    }
+    const acct = (await readAccounts(this.tree)).find((a) => a.serverId === p.serverId);
+    if (!acct?.server) {
+      this.ignoredNotifications++;
+      this.log.warn(`Package 0 from unknown server ${p.serverId} ignored`);
+      return undefined;
+    }
+    const verified = nonceCandidates(acct.server.nonce)
+      .map((nonce) => verifyPackage0(p, raw, { password: acct.server!.secret, nonce }))
+      .find((v) => v.ok);
+    if (!verified || !verified.ok) {
+      this.ignoredNotifications++;
+      this.log.warn(`Package 0 from ${p.serverId} ignored: digest does not verify`, { sessionId: sessionIdHex(p.sessionId) });
+      return undefined;
+    }
+    // Reject replays of an accepted notification (notes §5.5).
+    const key = `${p.serverId}|${p.sessionId}|${Buffer.from(p.digest).toString('hex')}`;
+    const now = Date.now();
+    for (const [k, t] of this.seenNotifications) if (now - t > 10 * 60_000) this.seenNotifications.delete(k);
+    if (this.seenNotifications.has(key)) {
+      this.ignoredNotifications++;
+      this.log.warn(`replayed Package 0 ignored`, { sessionId: sessionIdHex(p.sessionId) });
+      return undefined;
+    }
+    this.seenNotifications.set(key, now);
+    if (verified.nonceUsed === 'resync') {
+      this.log.info('Package 0 verified with the resync nonce; credentials will be re-established');
+      await storeNonce(this.tree, acct.serverId, 'SRVCRED', Buffer.from(RESYNC_NONCE).toString('base64'));
+    }
+    this.log.info(`valid Package 0 from ${p.serverId}`, { sessionId: sessionIdHex(p.sessionId), ui: p.uiMode });
+    return this.runSession(acct, sessionIdHex(p.sessionId), 'server');
+  }
+
+  /** Opens a client-initiated session (Alert 1201), optionally carrying generic alerts. */
+  async connect(opts: { alerts?: Omit<AlertCommand, 'cmdID'>[]; serverId?: string } = {}): Promise<DeviceSessionRecord> {
+    const accounts = await readAccounts(this.tree);
+    const acct = opts.serverId ? accounts.find((a) => a.serverId === opts.serverId) : accounts[0];
+    if (!acct) throw new GwError('DEVICE_NO_ACCOUNT', `no DM account${opts.serverId ? ` for ${opts.serverId}` : ''}`);
+    const sid = (this.nextSessionId++ & 0xffff || 1).toString(16).toUpperCase();
+    return this.runSession(acct, sid, 'client', opts.alerts ?? []);
+  }
+
+  /** Sends a Generic Alert (1226) in a client-initiated session (notes §3.9). */
+  async sendGenericAlert(items: Item[], correlator?: string): Promise<DeviceSessionRecord> {
+    return this.connect({ alerts: [genericAlert(items, correlator)] });
+  }
+
+  private async runSession(
+    acct: DmAccount,
+    sessionId: string,
+    initiator: 'server' | 'client',
+    alerts: Omit<AlertCommand, 'cmdID'>[] = [],
+  ): Promise<DeviceSessionRecord> {
+    // One session at a time: a second trigger waits for the running one (duplicates collapse, §4.1).
+    while (this.running) await this.running.catch(() => undefined);
+    const run = this.session(acct, sessionId, initiator, alerts);
+    this.running = run;
+    try {
+      return await run;
+    } finally {
+      if (this.running === run) this.running = undefined;
+    }
+  }
+
+  private async session(
+    acct: DmAccount,
+    sessionId: string,
+    initiator: 'server' | 'client',
+    alerts: Omit<AlertCommand, 'cmdID'>[],
+  ): Promise<DeviceSessionRecord> {
+    if (!acct.address || !acct.client || !acct.server) throw new GwError('DEVICE_ACCOUNT', `account ${acct.serverId} is incomplete`);
+    const startedAt = new Date().toISOString();
+    const devInfoValues = await readDevInfo(this.tree);
+    const devInfo: Record<string, string> = {
+      DevId: devInfoValues.devId,
+      Man: devInfoValues.man,
+      Mod: devInfoValues.mod,
+      DmV: devInfoValues.dmV,
+      Lang: devInfoValues.lang,
+    };
+    if (this.listener && this.config.notify.advertise) devInfo['Ext/NotifyURI'] = this.notifyUrl;
+    const cred = (c: NonNullable<DmAccount['client']>): ClientCredentials => ({
+      type: toAuthType(c.type),
+      name: c.name,
+      secret: c.secret,
+      nonce: c.nonce,
+    });
+    const encoding = this.config.encoding;
+    const session = new ClientSession(
+      sessionId,
+      initiator,
+      {
+        deviceId: this.config.deviceId,
+        serverUri: acct.address,
+        serverId: acct.serverId,
+        client: cred(acct.client),
+        server: cred(acct.server),
+        devInfo,
+        encoding,
+        maxMsgSize: this.config.maxMsgSize,
+        execute: (cmds, msgRef) =>
+          executeCommands(this.tree, cmds, msgRef, {
+            serverId: acct.serverId,
+            ...(this.ui ? { ui: this.ui } : {}),
+            onError: (err: unknown) => this.log.error(`command failed: ${describeError(err)}`),
+          }) as Promise<Outgoing[]>,
+        storeNonce: (level, nonce) => storeNonce(this.tree, acct.serverId, level, nonce),
+        log: (level, msg, fields) => this.log.log(level, msg, { ...fields, sessionId }),
+      },
+      alerts,
+    );
+    const actor = createActor(clientSessionMachine, {
+      input: {
+        session,
+        requestTimeoutMs: this.config.requestTimeout * 1000,
+        exchange: async (out) => {
+          const headers: Record<string, string> = { 'content-type': CONTENT_TYPES[encoding], accept: CONTENT_TYPES[encoding] };
+          if (out.hmacHeader) headers[HMAC_HEADER] = out.hmacHeader;
+          const res = await post(out.url, out.body, headers, this.config.requestTimeout * 1000);
+          if (res.status !== 200) {
+            throw new GwError('DEVICE_HTTP', `server answered HTTP ${res.status}: ${Buffer.from(res.body).toString('utf8').slice(0, 200)}`);
+          }
+          const enc = encodingOfContentType(res.headers.get('content-type') ?? undefined);
+          if (!enc) throw new GwError('DEVICE_HTTP', `server answered with content type ${res.headers.get('content-type')}`);
+          const hmac = res.headers.get(HMAC_HEADER);
+          return { message: decodeSyncML(res.body, enc), raw: res.body, ...(hmac ? { hmacHeader: hmac } : {}) };
+        },
+      },
+      ...(this.clock ? { clock: this.clock } : {}),
+    });
+    const output = await new Promise<ClientSessionOutput>((resolve) => {
+      actor.subscribe({ complete: () => resolve(actor.getSnapshot().output!) });
+      actor.start();
+    });
+    const rec: DeviceSessionRecord = { ...output, sessionId, initiator, startedAt };
+    this.sessions.push(rec);
+    this.log.log(output.ok ? 'info' : 'warn', `session ${sessionId} ${output.ok ? 'completed' : 'failed'}: ${output.reason}`, {
+      messages: output.messages,
+      commands: output.executed.length,
+    });
+    for (const w of this.sessionWaiters.splice(0)) w(rec);
+    return rec;
+  }
+}
+
+/** Maps a stored AAuthType (BASIC/DIGEST/HMAC or a syncml:auth-* string) to the Meta Type. */
+function toAuthType(stored: string): AuthType {
+  try {
+    return fromAAuthType(stored);
+  } catch {
+    return parseAuthType(stored);
+  }
+}

@@ -1,0 +1,65 @@
+/**
+ * The DM server's configuration (server.yaml): where it listens, how it authenticates itself to
+ * clients, and the client accounts it accepts.
+ */
+import { z } from 'zod';
+import { parseAuthType, type AuthType } from '../codec/auth.ts';
+
+const authType = z
+  .string()
+  .transform((s, ctx): AuthType => {
+    try {
+      return parseAuthType(s);
+    } catch {
+      ctx.addIssue({ code: 'custom', message: `unknown auth type "${s}" (use basic, md5 or hmac)` });
+      return z.NEVER;
+    }
+  });
+
+/** One client account. */
+export const accountSchema = z.object({
+  /** The client's Source LocURI (its DevId), e.g. IMEI:493005100592800. */
+  deviceId: z.string().min(1),
+  username: z.string().min(1),
+  secret: z.string().min(1),
+  /** What the client must use to authenticate itself. */
+  authType: authType.default('md5' as never),
+  /** Overrides the server secret for this client (the spec asks for one per client). */
+  serverSecret: z.string().min(1).optional(),
+  /** Overrides how the server authenticates itself to this client. */
+  serverAuthType: authType.optional(),
+  /** Where Package 0 notifications go (HTTP POST); a device may also report it in DevInfo/Ext/NotifyURI. */
+  notify: z.string().url().optional(),
+  /** Initial nonces (base64), used until the first session rotates them. */
+  clientNonce: z.string().default(''),
+  serverNonce: z.string().default(''),
+});
+
+/** The server configuration file. */
+export const serverConfigSchema = z
+  .object({
+    listen: z.union([z.string(), z.number()]).default('127.0.0.1:8080'),
+    path: z.string().startsWith('/').default('/dm'),
+    serverId: z.string().min(1),
+    serverSecret: z.string().min(1),
+    serverAuthType: authType.default('md5' as never),
+    /** Largest message the server accepts and announces as its MaxMsgSize. */
+    maxMsgSize: z.number().int().min(1024).default(64 * 1024),
+    /** Seconds a session may stay idle between messages. */
+    sessionTimeout: z.number().positive().default(120),
+    /** Data directory (LevelDB); `--data` overrides it. */
+    data: z.string().optional(),
+    accounts: z.array(accountSchema).default([]),
+  })
+  .superRefine((cfg, ctx) => {
+    const seen = new Set<string>();
+    cfg.accounts.forEach((a, i) => {
+      if (seen.has(a.deviceId)) ctx.addIssue({ code: 'custom', path: ['accounts', i, 'deviceId'], message: `duplicate deviceId ${a.deviceId}` });
+      seen.add(a.deviceId);
+    });
+  });
+
+/** A validated server configuration. */
+export type ServerConfig = z.output<typeof serverConfigSchema>;
+/** A validated account. */
+export type AccountConfig = z.output<typeof accountSchema>;

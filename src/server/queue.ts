@@ -1,0 +1,157 @@
+/**
+ * Per-device command queues and results, persisted in LevelDB. A command is written before it is
+ * acknowledged to the operator and stays queued until the device returns a final status for it; a
+ * command that was sent in a session that then died is sent again in the next session, so a server
+ * restart loses nothing.
+ */
+import { EventEmitter } from 'node:events';
+import type { Item } from '../codec/model.ts';
+import type { Outgoing } from '../session/common.ts';
+import type { Section, Store } from '../store/store.ts';
+
+/** A per-command status inside an Atomic/Sequence, or the command itself. */
+export interface CommandStatus {
+  /** Path of inner indexes ([] = the queued command itself, [2] = its third inner command). */
+  path: number[];
+  cmd: string;
+  target?: string;
+  status: number;
+}
+
+/** What came back for a queued command. */
+export interface CommandOutcome {
+  status: number;
+  statuses: CommandStatus[];
+  results: Item[];
+}
+
+/** A queued command and, once done, its outcome. */
+export interface QueueEntry {
+  id: string;
+  deviceId: string;
+  command: Outgoing;
+  state: 'queued' | 'sent' | 'done';
+  createdAt: string;
+  sentAt?: string;
+  sessionId?: string;
+  doneAt?: string;
+  outcome?: CommandOutcome;
+  /** How many sessions it was sent in without a final status (redelivery count). */
+  attempts: number;
+}
+
+/** A Generic Alert (1226) or client event received from a device. */
+export interface DeviceAlert {
+  deviceId: string;
+  at: string;
+  sessionId: string;
+  code: string;
+  correlator?: string;
+  items: Item[];
+}
+
+const pad = (n: number): string => n.toString().padStart(12, '0');
+
+/** The server's durable command queue, results and device records. */
+export class CommandQueue {
+  private readonly entries: Section<QueueEntry>;
+  private readonly meta: Section<number>;
+  private readonly alerts: Section<DeviceAlert>;
+  private seq = 0;
+  /** Emits `done` (QueueEntry) and `queued` (QueueEntry). */
+  readonly events = new EventEmitter();
+
+  private constructor(store: Store) {
+    this.entries = store.section<QueueEntry>('queue');
+    this.meta = store.section<number>('queue-meta');
+    this.alerts = store.section<DeviceAlert>('alerts');
+    this.events.setMaxListeners(0);
+  }
+
+  /** Opens the queue on a store, restoring the id sequence. */
+  static async open(store: Store): Promise<CommandQueue> {
+    const q = new CommandQueue(store);
+    q.seq = (await q.meta.get('seq')) ?? 0;
+    return q;
+  }
+
+  /** Appends a command for a device; durable when the promise resolves. */
+  async enqueue(deviceId: string, command: Outgoing): Promise<QueueEntry> {
+    const n = ++this.seq;
+    const id = `c${pad(n)}`;
+    const entry: QueueEntry = { id, deviceId, command, state: 'queued', createdAt: new Date().toISOString(), attempts: 0 };
+    await this.meta.put('seq', n);
+    await this.entries.put(`${deviceId}\u0000${id}`, entry);
+    this.events.emit('queued', entry);
+    return entry;
+  }
+
+  /** All entries of a device, oldest first. */
+  async list(deviceId: string): Promise<QueueEntry[]> {
+    return (await this.entries.entries(`${deviceId}\u0000`)).map(([, v]) => v);
+  }
+
+  /** One entry. */
+  async get(deviceId: string, id: string): Promise<QueueEntry | undefined> {
+    return this.entries.get(`${deviceId}\u0000${id}`);
+  }
+
+  /** Entries still to deliver (queued, or sent in a session that ended without a final status). */
+  async pending(deviceId: string): Promise<QueueEntry[]> {
+    return (await this.list(deviceId)).filter((e) => e.state !== 'done');
+  }
+
+  /** Marks entries as sent in a session. */
+  async markSent(entries: QueueEntry[], sessionId: string): Promise<void> {
+    const at = new Date().toISOString();
+    await this.entries.batch(
+      entries.map((e) => {
+        e.state = 'sent';
+        e.sentAt = at;
+        e.sessionId = sessionId;
+        e.attempts += 1;
+        return [`${e.deviceId}\u0000${e.id}`, e];
+      }),
+    );
+  }
+
+  /** Records the final outcome of an entry. */
+  async complete(entry: QueueEntry, outcome: CommandOutcome): Promise<void> {
+    entry.state = 'done';
+    entry.doneAt = new Date().toISOString();
+    entry.outcome = outcome;
+    await this.entries.put(`${entry.deviceId}\u0000${entry.id}`, entry);
+    this.events.emit('done', entry);
+  }
+
+  /** Waits until an entry is done, or the timeout passes (resolves undefined). */
+  async waitFor(deviceId: string, id: string, timeoutMs: number): Promise<QueueEntry | undefined> {
+    const now = await this.get(deviceId, id);
+    if (!now || now.state === 'done') return now;
+    return new Promise((resolve) => {
+      const onDone = (e: QueueEntry): void => {
+        if (e.id === id && e.deviceId === deviceId) finish(e);
+      };
+      const timer = setTimeout(() => finish(undefined), timeoutMs);
+      const finish = (e: QueueEntry | undefined): void => {
+        clearTimeout(timer);
+        this.events.off('done', onDone);
+        resolve(e);
+      };
+      this.events.on('done', onDone);
+    });
+  }
+
+  /** Stores an alert received from a device. */
+  async addAlert(a: DeviceAlert): Promise<void> {
+    const n = ++this.seq;
+    await this.meta.put('seq', n);
+    await this.alerts.put(`${a.deviceId}\u0000${pad(n)}`, a);
+    this.events.emit('alert', a);
+  }
+
+  /** Alerts received from a device, oldest first. */
+  async listAlerts(deviceId: string): Promise<DeviceAlert[]> {
+    return (await this.alerts.entries(`${deviceId}\u0000`)).map(([, v]) => v);
+  }
+}

@@ -1,0 +1,344 @@
+/**
+ * The DM server: an HTTP endpoint for SyncML DM (XML and WBXML, both MIME spellings), a root
+ * actor supervising one session actor per DM session, durable per-device command queues and
+ * results, Package 0 delivery to devices, and the operator REST API under /api.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { randomInt } from 'node:crypto';
+import { createActor, type Actor, type AnyActorRef, type SimulatedClock } from 'xstate';
+import { HMAC_HEADER, nonceCandidates } from '../codec/auth.ts';
+import type { Encoding } from '../codec/model.ts';
+import { encodePackage0, sessionIdHex } from '../codec/package0.ts';
+import { CONTENT_TYPES, decodeHeaderOnly, decodeSyncML, encodeSyncML, encodingOfContentType } from '../codec/syncml.ts';
+import { DEFAULT_LIMITS } from '../codec/element.ts';
+import { GwError, describeError, statusOf } from '../errors.ts';
+import { createLogger, type Logger } from '../log.ts';
+import { hdrStatus, numberCommands } from '../session/common.ts';
+import { ServerSession, type AccountNonces, type ServerAccount } from '../session/server-session.ts';
+import { openStore, type Section, type Store } from '../store/store.ts';
+import { listen, readBody, type Listener } from '../transport/http.ts';
+import { dmServerMachine, type SessionMessageEvent } from '../../machines/server-session.ts';
+import type { AccountConfig, ServerConfig } from './config.ts';
+import { CommandQueue } from './queue.ts';
+import { handleApi } from './api.ts';
+
+/** What the server remembers of a device between sessions. */
+export interface DeviceRecord {
+  deviceId: string;
+  devInfo: Record<string, string>;
+  lastSessionAt?: string;
+  lastSessionId?: string;
+  lastEndReason?: string;
+  sessions: number;
+  notifyUrl?: string;
+}
+
+/** Options for starting a server in-process. */
+export interface DmServerOptions {
+  config: ServerConfig;
+  /** Data directory; a store may be passed instead. */
+  dataDir?: string;
+  store?: Store;
+  logger?: Logger;
+  /** Clock for session timers (a SimulatedClock in tests). */
+  clock?: SimulatedClock | { setTimeout: SimulatedClock['setTimeout']; clearTimeout: SimulatedClock['clearTimeout'] };
+}
+
+/** Package 0 MIME type (notes §3.10). */
+export const NOTIFICATION_CONTENT_TYPE = 'application/vnd.syncml.notification';
+
+/** A running DM server. */
+export class DmServer {
+  readonly config: ServerConfig;
+  readonly log: Logger;
+  readonly queue: CommandQueue;
+  private readonly store: Store;
+  private readonly ownsStore: boolean;
+  private readonly accounts = new Map<string, AccountConfig>();
+  private readonly nonces: Section<AccountNonces>;
+  private readonly devices: Section<DeviceRecord>;
+  private readonly root: Actor<typeof dmServerMachine>;
+  private readonly sessions = new Map<string, ServerSession>();
+  private listener: Listener | undefined;
+  /** Session ids announced by Package 0 and not yet used: hex id -> deviceId. */
+  private readonly announced = new Map<string, string>();
+
+  private constructor(opts: DmServerOptions, store: Store, queue: CommandQueue, ownsStore: boolean) {
+    this.config = opts.config;
+    this.log = opts.logger ?? createLogger('server');
+    this.store = store;
+    this.ownsStore = ownsStore;
+    this.queue = queue;
+    this.nonces = store.section<AccountNonces>('nonces');
+    this.devices = store.section<DeviceRecord>('devices');
+    for (const a of opts.config.accounts) this.accounts.set(a.deviceId, a);
+    this.root = createActor(dmServerMachine, {
+      input: { onEnded: (key, reason) => void this.onSessionEnded(key, reason) },
+      ...(opts.clock ? { clock: opts.clock } : {}),
+    });
+    this.root.start();
+  }
+
+  /** Opens the store and creates the server (not yet listening). */
+  static async create(opts: DmServerOptions): Promise<DmServer> {
+    const dir = opts.dataDir ?? opts.config.data;
+    if (!opts.store && !dir) throw new GwError('CONFIG_DATA', 'the server needs a data directory (--data or `data:` in the config)');
+    const store = opts.store ?? (await openStore(dir!));
+    const queue = await CommandQueue.open(store);
+    return new DmServer(opts, store, queue, !opts.store);
+  }
+
+  /** Starts listening; returns the base URL. */
+  async start(): Promise<string> {
+    this.listener = await listen(this.config.listen, (req, res) => this.route(req, res));
+    this.log.info(`DM server ${this.config.serverId} listening`, { url: this.url, accounts: this.accounts.size });
+    return this.listener.url;
+  }
+
+  /** Base URL (http://host:port) once started. */
+  get url(): string {
+    if (!this.listener) throw new GwError('SERVER_NOT_STARTED', 'the server is not listening');
+    return this.listener.url;
+  }
+
+  /** The DM endpoint URL. */
+  get dmUrl(): string {
+    return this.url + this.config.path;
+  }
+
+  /** Stops listening, ends sessions and closes the store. */
+  async stop(): Promise<void> {
+    await this.listener?.close();
+    this.listener = undefined;
+    this.root.send({ type: 'shutdown' });
+    this.root.stop();
+    if (this.ownsStore) await this.store.close();
+  }
+
+  /** Number of active session actors. */
+  get activeSessions(): number {
+    return this.root.getSnapshot().context.active;
+  }
+
+  /** Account configuration of a device. */
+  account(deviceId: string): AccountConfig | undefined {
+    return this.accounts.get(deviceId);
+  }
+
+  /** All account device ids. */
+  deviceIds(): string[] {
+    return [...this.accounts.keys()];
+  }
+
+  /** The stored record of a device. */
+  async device(deviceId: string): Promise<DeviceRecord | undefined> {
+    return this.devices.get(deviceId);
+  }
+
+  /** Nonces of an account (initialised from the config on first use). */
+  async accountNonces(deviceId: string): Promise<AccountNonces> {
+    const stored = await this.nonces.get(deviceId);
+    if (stored) return stored;
+    const a = this.accounts.get(deviceId);
+    return { clientNonce: a?.clientNonce ?? '', serverNonce: a?.serverNonce ?? '' };
+  }
+
+  private serverAccount(deviceId: string): ServerAccount | undefined {
+    const a = this.accounts.get(deviceId);
+    if (!a) return undefined;
+    return {
+      deviceId,
+      username: a.username,
+      secret: a.secret,
+      authType: a.authType,
+      serverId: this.config.serverId,
+      serverSecret: a.serverSecret ?? this.config.serverSecret,
+      serverAuthType: a.serverAuthType ?? this.config.serverAuthType,
+    };
+  }
+
+  /**
+   * Sends a Package 0 to the device's notification address so it opens a session (notes §4).
+   * Returns the announced session id, or undefined when the device has no address.
+   */
+  async notify(deviceId: string, opts: { uiMode?: 0 | 1 | 2 | 3 } = {}): Promise<string | undefined> {
+    const acct = this.serverAccount(deviceId);
+    if (!acct) throw new GwError('SERVER_UNKNOWN_DEVICE', `unknown device ${deviceId}`, { status: 404 });
+    const rec = await this.devices.get(deviceId);
+    const url = this.accounts.get(deviceId)?.notify ?? rec?.notifyUrl;
+    if (!url) {
+      this.log.info(`no notification address for ${deviceId}; commands wait for its next session`);
+      return undefined;
+    }
+    const nonces = await this.accountNonces(deviceId);
+    const sid = randomInt(1, 0x10000);
+    const p0 = encodePackage0(
+      { uiMode: opts.uiMode ?? 0, initiator: 1, sessionId: sid, serverId: acct.serverId },
+      { password: acct.serverSecret, nonce: nonceCandidates(nonces.serverNonce)[0] ?? new Uint8Array() },
+    );
+    const hex = sessionIdHex(sid);
+    this.announced.set(hex, deviceId);
+    try {
+      const res = await fetch(url, {
+        method: 'POST',
+        body: p0,
+        headers: { 'content-type': NOTIFICATION_CONTENT_TYPE },
+        signal: AbortSignal.timeout(5000),
+      });
+      await res.arrayBuffer();
+      if (!res.ok) throw new GwError('SERVER_NOTIFY', `device answered HTTP ${res.status}`);
+      this.log.info(`Package 0 sent to ${deviceId}`, { sessionId: hex, url });
+      return hex;
+    } catch (err) {
+      this.announced.delete(hex);
+      this.log.warn(`Package 0 to ${deviceId} failed: ${describeError(err)}`, { url });
+      throw err instanceof GwError ? err : new GwError('SERVER_NOTIFY', `cannot reach ${url}`, { cause: err });
+    }
+  }
+
+  private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (url.pathname === this.config.path || url.pathname.startsWith(this.config.path + '/')) {
+      if (req.method !== 'POST') {
+        res.writeHead(405, { allow: 'POST' }).end();
+        return;
+      }
+      await this.handleDm(req, res);
+      return;
+    }
+    if (url.pathname === '/api' || url.pathname.startsWith('/api/')) {
+      await handleApi(this, req, res, url);
+      return;
+    }
+    res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
+  }
+
+  private async handleDm(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const encoding = encodingOfContentType(req.headers['content-type']);
+    if (!encoding) {
+      res.writeHead(415, { 'content-type': 'text/plain' }).end(`unsupported content type ${req.headers['content-type'] ?? '(none)'}`);
+      return;
+    }
+    let raw: Buffer;
+    try {
+      raw = await readBody(req, this.config.maxMsgSize);
+    } catch (err) {
+      this.log.warn(`message refused: ${describeError(err)}`);
+      res.writeHead(413, { 'content-type': 'text/plain', connection: 'close' }).end(describeError(err));
+      return;
+    }
+    const limits = { ...DEFAULT_LIMITS, maxBytes: this.config.maxMsgSize };
+    let msg;
+    try {
+      msg = decodeSyncML(raw, encoding, limits);
+    } catch (err) {
+      this.replyMalformed(res, raw, encoding, err);
+      return;
+    }
+    const deviceId = msg.hdr.source.locURI;
+    const key = `${deviceId}|${msg.hdr.sessionID}`;
+    let session = this.sessions.get(key);
+    if (!session) {
+      session = new ServerSession(msg.hdr.sessionID, deviceId, {
+        account: (id) => this.serverAccount(id),
+        loadNonces: (id) => this.accountNonces(id),
+        saveNonces: (id, n) => this.nonces.put(id, n),
+        queue: this.queue,
+        onDevInfo: (id, info) => this.recordDevInfo(id, info, msg.hdr.sessionID),
+        log: (level, m, fields) => this.log.log(level, m, { ...fields, sessionId: msg.hdr.sessionID }),
+        maxMsgSize: this.config.maxMsgSize,
+      });
+      this.sessions.set(key, session);
+      if (this.announced.get(msg.hdr.sessionID) === deviceId) this.announced.delete(msg.hdr.sessionID);
+      this.log.info(`session ${msg.hdr.sessionID} opened by ${deviceId}`, { encoding });
+      this.root.send({ type: 'session.open', input: { key, session, idleTimeoutMs: this.config.sessionTimeout * 1000 } });
+    }
+    const actor = this.root.system.get(`session:${key}`) as AnyActorRef | undefined;
+    if (!actor) {
+      res.writeHead(503, { 'content-type': 'text/plain' }).end('session is closing');
+      return;
+    }
+    const hmac = req.headers[HMAC_HEADER];
+    const result = await new Promise<Parameters<SessionMessageEvent['reply']>[0]>((resolve) => {
+      const ev: SessionMessageEvent = {
+        type: 'message',
+        inbound: { message: msg, raw, encoding, ...(typeof hmac === 'string' ? { hmacHeader: hmac } : {}) },
+        reply: resolve,
+      };
+      actor.send(ev);
+    });
+    if (!result.ok) {
+      this.log.error(`session ${msg.hdr.sessionID} of ${deviceId} failed: ${describeError(result.error)}`);
+      this.sendSyncML(res, encodeSyncML(this.errorReply(msg.hdr, statusOf(result.error)), encoding), encoding);
+      return;
+    }
+    const headers: Record<string, string> = {};
+    if (result.out.hmacHeader) headers[HMAC_HEADER] = result.out.hmacHeader;
+    this.sendSyncML(res, result.out.body, encoding, headers);
+  }
+
+  /** A malformed message: answer with a SyncHdr status when the header is readable, else HTTP 400. */
+  private replyMalformed(res: ServerResponse, raw: Uint8Array, encoding: Encoding, err: unknown): void {
+    const status = statusOf(err);
+    const hdr = decodeHeaderOnly(raw, encoding);
+    this.log.warn(`malformed message${hdr ? ` from ${hdr.source.locURI}` : ''}: ${describeError(err)}`, { status });
+    if (!hdr) {
+      res.writeHead(400, { 'content-type': 'text/plain' }).end(`malformed SyncML: ${describeError(err)}`);
+      return;
+    }
+    this.sendSyncML(res, encodeSyncML(this.errorReply(hdr, status), encoding), encoding);
+  }
+
+  private errorReply(hdr: import('../codec/model.ts').SyncHdr, status: number): import('../codec/model.ts').SyncMLMessage {
+    return {
+      hdr: {
+        verDTD: '1.2',
+        verProto: 'DM/1.2',
+        sessionID: hdr.sessionID,
+        msgID: '1',
+        target: { locURI: hdr.source.locURI },
+        source: { locURI: this.config.serverId },
+      },
+      body: numberCommands([hdrStatus(hdr, status)]),
+      final: true,
+    };
+  }
+
+  private sendSyncML(res: ServerResponse, body: Uint8Array, encoding: Encoding, extra: Record<string, string> = {}): void {
+    res.writeHead(200, {
+      'content-type': CONTENT_TYPES[encoding],
+      'content-length': String(body.byteLength),
+      'cache-control': 'no-store, private',
+      ...extra,
+    });
+    res.end(body);
+  }
+
+  private async recordDevInfo(deviceId: string, devInfo: Record<string, string>, sessionId: string): Promise<void> {
+    const prev = await this.devices.get(deviceId);
+    const notifyUrl = devInfo['Ext/NotifyURI'];
+    const rec: DeviceRecord = {
+      deviceId,
+      devInfo: { ...(prev?.devInfo ?? {}), ...devInfo },
+      sessions: (prev?.sessions ?? 0) + 1,
+      lastSessionAt: new Date().toISOString(),
+      lastSessionId: sessionId,
+      ...(notifyUrl ? { notifyUrl } : prev?.notifyUrl ? { notifyUrl: prev.notifyUrl } : {}),
+    };
+    await this.devices.put(deviceId, rec);
+  }
+
+  private async onSessionEnded(key: string, reason: string | undefined): Promise<void> {
+    const session = this.sessions.get(key);
+    this.sessions.delete(key);
+    if (!session) return;
+    this.log.info(`session ${session.sessionId} of ${session.deviceId} ended: ${reason ?? 'unknown'}`, { messages: session.messages });
+    const rec = await this.devices.get(session.deviceId).catch(() => undefined);
+    if (rec) await this.devices.put(session.deviceId, { ...rec, lastEndReason: reason ?? 'unknown' }).catch(() => undefined);
+  }
+
+  /** Sessions currently open. */
+  openSessions(): { deviceId: string; sessionId: string; messages: number }[] {
+    return [...this.sessions.values()].map((s) => ({ deviceId: s.deviceId, sessionId: s.sessionId, messages: s.messages }));
+  }
+}

@@ -1,0 +1,115 @@
+/**
+ * HTTP transport: bytes in, bytes out, no DM semantics. A listener helper with a body-size cap
+ * (oversized requests are refused before they are buffered) and a client POST with a timeout.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { GwError } from '../errors.ts';
+
+/** Reads a request body, refusing more than `limit` bytes (413) without buffering the rest. */
+export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length'] ?? '0');
+    if (declared > limit) {
+      reject(new GwError('HTTP_TOO_LARGE', `request body of ${declared} bytes exceeds ${limit}`, { status: 413 }));
+      req.resume();
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        reject(new GwError('HTTP_TOO_LARGE', `request body exceeds ${limit} bytes`, { status: 413 }));
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+/** Parses "host:port" (or ":port", or "port") into its parts; host defaults to 127.0.0.1. */
+export function parseListen(listen: string | number): { host: string; port: number } {
+  const s = String(listen);
+  const idx = s.lastIndexOf(':');
+  const host = idx > 0 ? s.slice(0, idx).replace(/^\[|\]$/g, '') : '127.0.0.1';
+  const port = Number(idx >= 0 ? s.slice(idx + 1) : s);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new GwError('CONFIG_LISTEN', `invalid listen address "${s}"`);
+  return { host, port };
+}
+
+/** A running HTTP listener. */
+export interface Listener {
+  server: Server;
+  host: string;
+  port: number;
+  /** Base URL, e.g. http://127.0.0.1:8080 */
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Starts an HTTP server on `listen` with the given handler; errors in the handler become 500s. */
+export async function listen(
+  address: string | number,
+  handler: (req: IncomingMessage, res: ServerResponse) => Promise<void>,
+): Promise<Listener> {
+  const { host, port } = parseListen(address);
+  const server = createServer((req, res) => {
+    handler(req, res).catch((err: unknown) => {
+      if (!res.headersSent) {
+        res.writeHead(500, { 'content-type': 'text/plain' });
+        res.end(`internal error: ${err instanceof Error ? err.message : String(err)}`);
+      } else res.destroy();
+    });
+  });
+  server.keepAliveTimeout = 5000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const addr = server.address() as AddressInfo;
+  const shownHost = addr.address.includes(':') ? `[${addr.address}]` : addr.address;
+  return {
+    server,
+    host: addr.address,
+    port: addr.port,
+    url: `http://${shownHost}:${addr.port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+/** The reply to a POST. */
+export interface PostResult {
+  status: number;
+  headers: Headers;
+  body: Uint8Array;
+}
+
+/** POSTs bytes to a URL with a timeout; network errors become GwError `HTTP_UNREACHABLE`. */
+export async function post(url: string, body: Uint8Array, headers: Record<string, string>, timeoutMs = 30_000): Promise<PostResult> {
+  let res: Response;
+  try {
+    res = await fetch(url, { method: 'POST', body, headers, signal: AbortSignal.timeout(timeoutMs) });
+  } catch (err) {
+    const timedOut = err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError');
+    throw new GwError(timedOut ? 'HTTP_TIMEOUT' : 'HTTP_UNREACHABLE', `${timedOut ? 'no answer from' : 'cannot reach'} ${url}`, { cause: err });
+  }
+  return { status: res.status, headers: res.headers, body: new Uint8Array(await res.arrayBuffer()) };
+}
+
+/** Sends a JSON response. */
+export function sendJson(res: ServerResponse, status: number, value: unknown): void {
+  const body = JSON.stringify(value, null, 2);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' });
+  res.end(body);
+}
