@@ -304,6 +304,7 @@ describe('Replace and properties', () => {
   });
   it('renames with ?prop=Name, moving the subtree, 418 on a sibling clash', async () => {
     const { tree } = await memoryTree();
+    await tree.add('./p', { format: 'node', acl: 'Replace=srvA&Get=*' }, LOCAL);
     await tree.add('./p/old/x', { data: 'x' }, LOCAL);
     await tree.add('./p/other', { data: 'o' }, LOCAL);
     expect(await statusOfCall(tree.replaceProperty('./p/old', 'Name', 'other', A))).toBe(418);
@@ -316,7 +317,8 @@ describe('Replace and properties', () => {
   });
   it('replaces Title (at most 255 bytes) and refuses read-only properties with 405', async () => {
     const { tree } = await memoryTree();
-    await tree.add('./t', { data: '1' }, LOCAL);
+    await tree.add('./t', { data: '1', acl: 'Replace=srvA&Get=srvA' }, LOCAL);
+    expect(await statusOfCall(tree.replaceProperty('./t', 'Title', 'mine', B))).toBe(425);
     await tree.replaceProperty('./t', 'Title', 'A title', A);
     expect(await tree.getProperty('./t', 'Title', A)).toBe('A title');
     expect(await statusOfCall(tree.replaceProperty('./t', 'Title', 'x'.repeat(256), A))).toBe(413);
@@ -327,6 +329,7 @@ describe('Replace and properties', () => {
 describe('Delete', () => {
   it('removes the whole subtree', async () => {
     const { tree } = await memoryTree();
+    await tree.add('./d', { format: 'node', acl: 'Delete=srvA' }, LOCAL);
     await tree.add('./d/a/b', { data: '1' }, LOCAL);
     await tree.add('./d/c', { data: '2' }, LOCAL);
     await tree.delete('./d', A);
@@ -438,11 +441,11 @@ describe('binary data', () => {
 
 describe('URI limits (§3.8)', () => {
   it('gives 414 beyond MaxDepth, MaxTotLen and MaxSegLen', async () => {
-    const { tree } = await memoryTree({ maxDepth: 3, maxTotLen: 20, maxSegLen: 5 });
+    const { tree } = await memoryTree({ maxDepth: 3, maxTotLen: 15, maxSegLen: 5 });
     await tree.add('./a/b/c', { data: '1' }, LOCAL);
     expect(await statusOfCall(tree.add('./a/b/c2/d', { data: '1' }, LOCAL))).toBe(414);
     expect(await statusOfCall(tree.add('./abcdef', { data: '1' }, LOCAL))).toBe(414);
-    expect(await statusOfCall(tree.add('./abcde/abcde/abcde', { data: '1' }, LOCAL))).toBe(414);
+    expect(await statusOfCall(tree.add('./abcde/abcde/ab', { data: '1' }, LOCAL))).toBe(414);
     expect(await statusOfCall(tree.get('./abcdef', A))).toBe(414);
     expect(await statusOfCall(tree.replaceProperty('./a', 'Name', 'abcdef', LOCAL))).toBe(414);
   });
