@@ -220,5 +220,5 @@ try {
 } catch (err) {
   const code = err instanceof GwError ? err.code : 'ERROR';
   process.stderr.write(`gwmo: ${describeError(err)}\n`);
-  process.exitCode = code === 'CONFIG_INVALID' || code === 'CONFIG_YAML' || code === 'CONFIG_READ' ? 2 : 1;
+  process.exitCode = code.startsWith('CONFIG_') ? 2 : 1;
 }

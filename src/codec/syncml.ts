@@ -260,7 +260,24 @@ function parseData(d: XElement): DataValue {
   return textOf(d);
 }
 
-function parseItem(e: XElement): Item {
+const BINARY_FORMATS = new Set(['bin', 'b64']);
+
+/**
+ * libwbxml-based peers send Add/Replace Data as OPAQUE even when it is text; unless the item is
+ * declared binary, valid UTF-8 bytes are text.
+ */
+function textualise(it: Item, cmdMeta: Meta | undefined): void {
+  if (!(it.data instanceof Uint8Array)) return;
+  const format = it.meta?.format ?? cmdMeta?.format;
+  if (format !== undefined && BINARY_FORMATS.has(format)) return;
+  try {
+    it.data = new TextDecoder('utf-8', { fatal: true }).decode(it.data);
+  } catch {
+    // not UTF-8: stays binary
+  }
+}
+
+function parseItem(e: XElement, cmdMeta?: Meta): Item {
   const it: Item = {};
   for (const c of elements(e)) {
     switch (c.name) {
@@ -274,6 +291,7 @@ function parseItem(e: XElement): Item {
       default: throw new CodecError('CODEC_SYNCML_ELEMENT', `unexpected <${c.name}> in Item`);
     }
   }
+  textualise(it, cmdMeta);
   return it;
 }
 
@@ -284,7 +302,11 @@ function parseCred(e: XElement | undefined): Cred | undefined {
   return meta ? { meta, data } : { data };
 }
 
-const items = (e: XElement): Item[] => elements(e).filter((c) => c.name === 'Item').map(parseItem);
+const items = (e: XElement): Item[] => {
+  const m = child(e, 'Meta');
+  const cmdMeta = m ? parseMeta(m) : undefined;
+  return elements(e).filter((c) => c.name === 'Item').map((i) => parseItem(i, cmdMeta));
+};
 const hasFlag = (e: XElement, name: string): boolean => child(e, name) !== undefined;
 
 /** SyncML commands that exist in the representation protocol but are not used by DM. */

@@ -174,12 +174,12 @@ export function parseXml(input: string | Uint8Array, limits: DecodeLimits = DEFA
       const ns = colon >= 0 ? (prefixes.get(qname.slice(0, colon)) ?? defaultNs) : defaultNs;
       const node: XElement = { name: local, ns, children: [] };
       if (parent) parent.el.children.push(node);
+      if (stack.length + 1 > limits.maxDepth) {
+        throw new CodecError('CODEC_TOO_DEEP', `element nesting deeper than ${limits.maxDepth}`, 413);
+      }
       if (selfClose) {
         if (!parent) root = node;
       } else {
-        if (stack.length + 1 > limits.maxDepth) {
-          throw new CodecError('CODEC_TOO_DEEP', `element nesting deeper than ${limits.maxDepth}`, 413);
-        }
         stack.push({ el: node, prefixes });
       }
     }
@@ -198,7 +198,11 @@ function finishElement(e: XElement): void {
 
 /** Escapes text content for XML. */
 export function escapeText(s: string): string {
-  return s.replace(/[&<>]/g, (c) => (c === '&' ? '&amp;' : c === '<' ? '&lt;' : '&gt;'));
+  // CR is escaped so other parsers' line-end normalisation keeps it; other C0 controls travel as
+  // character references (binary data should use Format b64; this keeps a round trip lossless).
+  return s.replace(/[&<>\r\u0000-\u0008\u000b\u000c\u000e-\u001f]/g, (c) =>
+    c === '&' ? '&amp;' : c === '<' ? '&lt;' : c === '>' ? '&gt;' : `&#${c.charCodeAt(0)};`,
+  );
 }
 
 const NS_URI: Record<Namespace, string> = { syncml: 'SYNCML:SYNCML1.2', metinf: METINF_NS, ddf: DDF_NS };

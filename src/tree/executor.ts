@@ -174,22 +174,22 @@ class Executor {
         abort: false,
       };
     }
-    const inner: Reply[][] = [];
+    const inner: { replies: Reply[]; ran: boolean }[] = [];
     let failed = false;
     let abort = false;
     for (const x of c.commands) {
       if (failed) {
-        inner.push(this.skipped(x, 215));
+        inner.push({ replies: this.skipped(x, 215), ran: false });
         continue;
       }
       const r = await this.run(x, true);
-      inner.push(r.replies);
+      inner.push({ replies: r.replies, ran: true });
       if (!r.ok) failed = true;
       if (r.abort) abort = true;
     }
     if (!failed) {
       await tx.commit();
-      return { replies: [this.status(c.cmdID, 'Atomic', 200), ...inner.flat()], ok: true, abort };
+      return { replies: [this.status(c.cmdID, 'Atomic', 200), ...inner.flatMap((i) => i.replies)], ok: true, abort };
     }
     let rolledBack = true;
     try {
@@ -199,7 +199,9 @@ class Executor {
       if (!(err instanceof GwError && err.code === 'TREE_ROLLBACK_FAILED' && err.cause === undefined)) this.ctx.onError?.(err, c);
     }
     const undone = rolledBack ? '216' : '516';
-    const replies = inner.flat().map((r): Reply => (r.kind === 'Status' && isOk(Number(r.data)) ? { ...r, data: undone } : r));
+    // Only what actually ran was undone; 215 (not executed, e.g. after a user abort in an inner Sequence) stays.
+    const undo = (r: Reply): Reply => (r.kind === 'Status' && r.data !== '215' && isOk(Number(r.data)) ? { ...r, data: undone } : r);
+    const replies = inner.flatMap((i) => (i.ran ? i.replies.map(undo) : i.replies));
     return { replies: [this.status(c.cmdID, 'Atomic', 507), ...replies], ok: false, abort };
   }
 

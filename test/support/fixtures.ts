@@ -10,7 +10,7 @@ import { deviceConfigSchema, type DeviceConfig } from '../../src/device/config.t
 import { SimDevice, type SimDeviceOptions } from '../../src/device/device.ts';
 import { createLogger, type Logger } from '../../src/log.ts';
 import { serverConfigSchema, type ServerConfig } from '../../src/server/config.ts';
-import { DmServer } from '../../src/server/server.ts';
+import { DmServer, type DmServerOptions } from '../../src/server/server.ts';
 
 /** A temp directory removed by the returned cleanup. */
 export async function tempDir(prefix = 'gwmo-test-'): Promise<{ dir: string; cleanup: () => Promise<void> }> {
@@ -35,6 +35,10 @@ export interface DeviceSpec {
   maxMsgSize?: number;
   /** Password the device uses (to simulate a wrong one); defaults to `secret`. */
   devicePassword?: string;
+  /** Server secret the device expects (to simulate a wrong one); defaults to the server's. */
+  deviceServerSecret?: string;
+  /** Seconds the device waits for each server answer; defaults to 10. */
+  requestTimeout?: number;
   nodes?: DeviceConfig['nodes'];
 }
 
@@ -81,10 +85,10 @@ export function deviceConfig(server: DmServer, d: DeviceSpec): DeviceConfig {
       username: acct.username,
       secret: d.devicePassword ?? acct.secret,
       authType: d.authType ?? 'md5',
-      serverSecret: acct.serverSecret ?? server.config.serverSecret,
+      serverSecret: d.deviceServerSecret ?? acct.serverSecret ?? server.config.serverSecret,
       serverAuthType: d.serverAuthType ?? server.config.serverAuthType,
     },
-    requestTimeout: 10,
+    requestTimeout: d.requestTimeout ?? 10,
     nodes: d.nodes ?? VENDOR_NODES(server.config.serverId),
   });
 }
@@ -94,6 +98,8 @@ export interface TestBed {
   server: DmServer;
   devices: SimDevice[];
   serverLog: string[];
+  /** Log lines of each device, in the order of `devices`. */
+  deviceLogs: string[][];
   dataDir: string;
   close(): Promise<void>;
 }
@@ -101,17 +107,31 @@ export interface TestBed {
 /** Starts a server and devices (each with its Package 0 listener). */
 export async function startBed(
   specs: DeviceSpec[],
-  opts: { serverExtra?: Partial<Record<string, unknown>>; deviceOptions?: Partial<SimDeviceOptions>; dataDir?: string } = {},
+  opts: {
+    serverExtra?: Partial<Record<string, unknown>>;
+    deviceOptions?: Partial<SimDeviceOptions>;
+    dataDir?: string;
+    /** Clock for the server's session timers (e.g. an xstate SimulatedClock); real time when omitted. */
+    clock?: DmServerOptions['clock'];
+  } = {},
 ): Promise<TestBed> {
   const tmp = opts.dataDir ? { dir: opts.dataDir, cleanup: async () => {} } : await tempDir();
   const { logger, lines } = memoryLogger('server');
-  const server = await DmServer.create({ config: serverConfig(specs, opts.serverExtra), dataDir: join(tmp.dir, 'server'), logger });
+  const server = await DmServer.create({
+    config: serverConfig(specs, opts.serverExtra),
+    dataDir: join(tmp.dir, 'server'),
+    logger,
+    ...(opts.clock ? { clock: opts.clock } : {}),
+  });
   await server.start();
   const devices: SimDevice[] = [];
+  const deviceLogs: string[][] = [];
   for (const s of specs) {
+    const mem = memoryLogger(s.deviceId);
+    deviceLogs.push(mem.lines);
     const d = await SimDevice.create({
       config: deviceConfig(server, s),
-      logger: memoryLogger(s.deviceId).logger,
+      logger: mem.logger,
       ...opts.deviceOptions,
     });
     await d.start();
@@ -121,6 +141,7 @@ export async function startBed(
     server,
     devices,
     serverLog: lines,
+    deviceLogs,
     dataDir: tmp.dir,
     async close() {
       for (const d of devices) await d.stop();
