@@ -411,7 +411,7 @@ export class DmTree {
   async effectiveAcl(uri: string, ctx: TreeContext = LOCAL): Promise<string> {
     for (let u: string | undefined = this.norm(uri); u !== undefined; u = parentOf(u)) {
       const v = await this.view(u, ctx);
-      if (v && v.acl !== '' && (ctx.serverId === undefined || true) && v.acl.includes('Delete')) return v.acl;
+      if (v && v.acl !== '') return v.acl;
     }
     return ROOT_DEFAULT_ACL;
   }

@@ -163,14 +163,21 @@ describe('model-based: random Add/Replace/Delete against a Map model', () => {
     );
   });
 
-  it('a rolled-back transaction leaves memory and store exactly as before', async () => {
+  it('a rolled-back transaction leaves memory and store exactly as before, and the tree behaves like a twin that never saw it', async () => {
+    const clock = () => new Date(Date.UTC(2026, 10, 22, 10, 15, 0));
     await fc.assert(
-      fc.asyncProperty(fc.array(op, { maxLength: 15 }), fc.array(op, { maxLength: 15 }), async (setup, inTx) => {
+      fc.asyncProperty(fc.array(op, { maxLength: 15 }), fc.array(op, { maxLength: 15 }), fc.array(op, { maxLength: 10 }), async (setup, inTx, after) => {
         const section = memoryStore().section<NodeRecord>('tree');
-        const tree = await DmTree.open(section);
+        const tree = await DmTree.open(section, { now: clock });
+        const twin = await DmTree.open(memoryStore().section<NodeRecord>('tree'), { now: clock });
         await grantAll(tree);
+        await grantAll(twin);
         const model = new Model();
-        for (const o of setup) await step(tree, model, o, false);
+        const twinModel = new Model();
+        for (const o of setup) {
+          await step(tree, model, o, false);
+          await step(twin, twinModel, o, false);
+        }
         const mem = tree.snapshot();
         const disk = new Map(await section.entries());
         const tx = tree.begin();
@@ -181,6 +188,11 @@ describe('model-based: random Add/Replace/Delete against a Map model', () => {
         expect(tree.snapshot()).toEqual(mem);
         expect(new Map(await section.entries())).toEqual(disk);
         await assertEqual(tree, model);
+        for (const o of after) {
+          await step(tree, model, o, false);
+          await step(twin, twinModel, o, false);
+        }
+        expect(tree.snapshot()).toEqual(twin.snapshot());
       }),
       { numRuns: 200 },
     );

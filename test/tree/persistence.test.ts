@@ -72,7 +72,7 @@ describe('persistence with real LevelDB files', () => {
 
     const second = await levelTree(dir);
     expect(second.tree.snapshot()).toEqual(memBefore);
-    // the creation order counter was restored too: a new node lands where it would have before the transaction
+    // later nodes still list after the existing ones
     await second.tree.add('./T/after', { data: 'a' }, LOCAL);
     expect((await second.tree.get('./T', LOCAL)).data).toBe('keep/gone/after');
     await second.store.close();
