@@ -43,7 +43,12 @@ export const clientSessionMachine = setup({
     exchange: fromPromise<ClientOutbound | undefined, { session: ClientSession; exchange: ClientExchange; out: ClientOutbound }>(
       async ({ input }) => {
         const reply = await input.exchange(input.out);
-        return input.session.handle(reply.message, reply.raw, reply.hmacHeader);
+        try {
+          return await input.session.handle(reply.message, reply.raw, reply.hmacHeader);
+        } catch (err) {
+          // The device cannot go on (e.g. a reply that can never fit): tell the server with Alert 1223.
+          return input.session.abort(describeError(err));
+        }
       },
     ),
   },
@@ -74,7 +79,7 @@ export const clientSessionMachine = setup({
   },
   output: ({ context }) => ({
     ok: context.error === undefined && (context.session.endReason === 'completed' || context.session.endReason === undefined),
-    reason: context.error ?? context.session.endReason ?? 'completed',
+    reason: context.error ?? (context.session.abortReason ? `aborted: ${context.session.abortReason}` : undefined) ?? context.session.endReason ?? 'completed',
     messages: context.messages,
     executed: context.session.executed,
   }),

@@ -112,6 +112,8 @@ export class ClientSession {
 
   /** Handles one server message; returns the next client message, or undefined when the session is over. */
   async handle(msg: SyncMLMessage, raw: Uint8Array, hmacHeader: string | undefined): Promise<ClientOutbound | undefined> {
+    // After an abort the server's status-only answer needs no reply (notes §3.6 "Abort").
+    if (this.endReason) return undefined;
     const hdr = msg.hdr;
     if (hdr.respURI) this.url = hdr.respURI;
     if (hdr.meta?.maxMsgSize) this.serverMaxMsgSize = hdr.meta.maxMsgSize;
@@ -254,9 +256,14 @@ export class ClientSession {
     return this.sendOutbox(true);
   }
 
-  /** Builds the abort message (Alert 1223) for a session the device gives up. */
-  abort(): ClientOutbound {
+  /** Why the device gave up, when it aborted. */
+  abortReason: string | undefined;
+
+  /** Builds the abort message (Alert 1223) for a session the device gives up; pending replies are dropped. */
+  abort(reason: string): ClientOutbound {
     this.endReason = 'protocol-error';
+    this.abortReason = reason;
+    this.outbox.length = 0;
     return this.send([{ kind: 'Alert', data: Alert.SessionAbort, items: [] }], true);
   }
 

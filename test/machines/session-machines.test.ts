@@ -107,7 +107,7 @@ describe('client session actor', () => {
     const actor = createActor(clientSessionMachine, {
       input: { session, requestTimeoutMs: 30_000, exchange: async () => { throw new Error('connection refused'); } },
     });
-    const done = new Promise((r) => actor.subscribe({ complete: r }));
+    const done = new Promise<void>((r) => actor.subscribe({ complete: () => r() }));
     actor.start();
     await done;
     expect(actor.getSnapshot().value).toBe('failed');
