@@ -4,7 +4,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import { LineCounter, isNode, parseDocument } from 'yaml';
-import type { z } from 'zod';
+import { z } from 'zod';
+import { parseAuthType, type AuthType } from './codec/auth.ts';
 import { GwError } from './errors.ts';
 
 /** Replaces `${NAME}` in string values by the environment variable NAME (error when unset). */
@@ -59,3 +60,13 @@ export async function loadConfig<S extends z.ZodType>(file: string, schema: S): 
   }
   return parseConfig(text, schema, file);
 }
+
+/** A config field naming a DM auth type (`basic`, `md5`, `hmac` or a full `syncml:auth-*` name). */
+export const authTypeSchema = z.string().transform((s, ctx): AuthType => {
+  try {
+    return parseAuthType(s);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: `unknown auth type "${s}" (use basic, md5 or hmac)` });
+    return z.NEVER;
+  }
+});

@@ -3,16 +3,9 @@
  * the server, where it listens for Package 0, and extra nodes of its management tree.
  */
 import { z } from 'zod';
-import { parseAuthType } from '../codec/auth.ts';
+import { authTypeSchema } from '../config.ts';
 
-const authType = z.string().transform((s, ctx) => {
-  try {
-    return parseAuthType(s);
-  } catch {
-    ctx.addIssue({ code: 'custom', message: `unknown auth type "${s}" (use basic, md5 or hmac)` });
-    return z.NEVER;
-  }
-});
+const authType = authTypeSchema;
 
 /** An extra node of the device tree. */
 export const deviceNodeSchema = z.object({

@@ -3,18 +3,9 @@
  * clients, and the client accounts it accepts.
  */
 import { z } from 'zod';
-import { parseAuthType, type AuthType } from '../codec/auth.ts';
+import { authTypeSchema } from '../config.ts';
 
-const authType = z
-  .string()
-  .transform((s, ctx): AuthType => {
-    try {
-      return parseAuthType(s);
-    } catch {
-      ctx.addIssue({ code: 'custom', message: `unknown auth type "${s}" (use basic, md5 or hmac)` });
-      return z.NEVER;
-    }
-  });
+const authType = authTypeSchema;
 
 /** One client account. */
 export const accountSchema = z.object({

@@ -80,14 +80,14 @@ async function toWbxml(xml: string): Promise<Buffer> {
   const inF = join(dir, `in-${randomBytes(4).toString('hex')}.xml`);
   const outF = inF.replace('.xml', '.wbxml');
   await writeFile(inF, xml);
-  execFileSync('xml2wbxml', ['-k', '-n', '-v', '1.2', '-o', outF, inF]);
+  execFileSync('xml2wbxml', ['-k', '-n', '-v', '1.2', '-o', outF, inF], { stdio: 'pipe' });
   return readFile(outF);
 }
 async function fromWbxml(bytes: Buffer): Promise<string> {
   const inF = join(dir, `in-${randomBytes(4).toString('hex')}.wbxml`);
   const outF = inF.replace('.wbxml', '.xml');
   await writeFile(inF, bytes);
-  execFileSync('wbxml2xml', ['-k', '-m', '0', '-o', outF, inF]);
+  execFileSync('wbxml2xml', ['-k', '-m', '0', '-o', outF, inF], { stdio: 'pipe' });
   return (await readFile(outF, 'utf8')).replace(/<!DOCTYPE[^>]*>/, '');
 }
 
