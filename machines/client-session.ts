@@ -79,7 +79,11 @@ export const clientSessionMachine = setup({
   },
   output: ({ context }) => ({
     ok: context.error === undefined && (context.session.endReason === 'completed' || context.session.endReason === undefined),
-    reason: context.error ?? (context.session.abortReason ? `aborted: ${context.session.abortReason}` : undefined) ?? context.session.endReason ?? 'completed',
+    reason:
+      context.error ??
+      (context.session.endReason === 'protocol-error' && context.session.abortReason ? `aborted: ${context.session.abortReason}` : undefined) ??
+      context.session.endReason ??
+      'completed',
     messages: context.messages,
     executed: context.session.executed,
   }),

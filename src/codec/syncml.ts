@@ -251,11 +251,28 @@ function parseLoc(e: XElement | undefined): LocRef | undefined {
   return locName === undefined ? { locURI } : { locURI, locName };
 }
 
+const utf8 = new TextEncoder();
+
 /** Data is opaque: keep text exactly (no trimming), bytes as bytes; inline XML is re-serialised. */
 function parseData(d: XElement): DataValue {
-  if (d.children.length === 1 && d.children[0] instanceof Uint8Array) return d.children[0];
+  if (d.children.length === 1 && d.children[0] instanceof Uint8Array && d.children[0].byteLength > 0) return d.children[0];
   if (d.children.some(isElement)) {
     return d.children.map((c: XNode) => (isElement(c) ? writeXml(c) : typeof c === 'string' ? c : Buffer.from(c).toString('utf8'))).join('');
+  }
+  // Fix: text and opaque pieces (WBXML STR_I + OPAQUE) are joined as bytes; textualise() turns
+  // valid UTF-8 back into text unless the Format is binary. textOf() decoded the opaque part as
+  // UTF-8, which was lossy for non-UTF-8 bytes, and a Format bin Data came back as text with NULs
+  // that re-encoded as one OPAQUE and then decoded as bytes (encode/decode not idempotent). An
+  // empty OPAQUE is empty text, as the encoder writes both alike (an empty <Data/>).
+  if (d.children.some((c) => c instanceof Uint8Array)) {
+    const parts = d.children.map((c) => (typeof c === 'string' ? utf8.encode(c) : (c as Uint8Array)));
+    const bytes = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+    let at = 0;
+    for (const p of parts) {
+      bytes.set(p, at);
+      at += p.byteLength;
+    }
+    return bytes.byteLength > 0 ? bytes : '';
   }
   return textOf(d);
 }
@@ -271,7 +288,9 @@ function textualise(it: Item, cmdMeta: Meta | undefined): void {
   const format = it.meta?.format ?? cmdMeta?.format;
   if (format !== undefined && BINARY_FORMATS.has(format)) return;
   try {
-    it.data = new TextDecoder('utf-8', { fatal: true }).decode(it.data);
+    // Fix: ignoreBOM, so a leading U+FEFF is data, not a byte-order mark (it used to be dropped,
+    // e.g. Replace Data "\uFEFF..." sent by libwbxml as OPAQUE lost its first character).
+    it.data = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(it.data);
   } catch {
     // not UTF-8: stays binary
   }
@@ -312,7 +331,15 @@ const hasFlag = (e: XElement, name: string): boolean => child(e, name) !== undef
 /** SyncML commands that exist in the representation protocol but are not used by DM. */
 const UNSUPPORTED = new Set(['Sync', 'Map', 'Put', 'Search', 'Move']);
 
+/** Command elements parseCommand knows (besides UNSUPPORTED). */
+const COMMANDS = new Set(['Add', 'Replace', 'Copy', 'Get', 'Delete', 'Exec', 'Alert', 'Atomic', 'Sequence', 'Results', 'Status']);
+
 function parseCommand(e: XElement): Command {
+  // Fix: an unknown element is a bad request (400), checked before the CmdID requirement; it used
+  // to be reported as an incomplete command (412) whenever it had no CmdID, e.g. <Final/> in Atomic.
+  if (!COMMANDS.has(e.name) && !UNSUPPORTED.has(e.name)) {
+    throw new CodecError('CODEC_SYNCML_ELEMENT', `unknown command <${e.name}> in SyncBody`);
+  }
   const cmdID = reqText(e, 'CmdID');
   const noResp = hasFlag(e, 'NoResp') ? { noResp: true } : {};
   const meta = optMeta(e);
@@ -460,10 +487,37 @@ export function elementToMessage(root: XElement): SyncMLMessage {
  * when the body is malformed. Returns undefined when even the header is unreadable.
  */
 export function decodeHeaderOnly(bytes: Uint8Array, encoding: Encoding, limits: DecodeLimits = DEFAULT_LIMITS): SyncHdr | undefined {
+  let root: XElement;
   try {
-    const root = encoding === 'xml' ? parseXml(bytes, limits) : parseWbxml(bytes, limits);
+    root = encoding === 'xml' ? parseXml(bytes, limits) : parseWbxml(bytes, limits);
+  } catch {
+    return encoding === 'xml' ? headerOfBrokenXml(bytes, limits) : undefined;
+  }
+  try {
     const h = elements(root).find((k) => k.name === 'SyncHdr');
     return h ? parseHdr(h) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Fix: when the XML body was not well-formed (e.g. a message truncated inside SyncBody) the whole
+ * parse failed and no header came back although it was intact. The first <SyncHdr>...</SyncHdr> is
+ * now read on its own (still with parseXml, so no DTD or entity gets through). Two forward searches,
+ * no backtracking over repeated tags. (WBXML has no such fallback.)
+ */
+function headerOfBrokenXml(bytes: Uint8Array, limits: DecodeLimits): SyncHdr | undefined {
+  if (bytes.byteLength > limits.maxBytes) return undefined;
+  try {
+    const text = Buffer.from(bytes).toString('utf8');
+    const open = /<([A-Za-z_][-A-Za-z0-9_.]*:)?SyncHdr[\s>]/.exec(text);
+    if (!open) return undefined;
+    const end = text.indexOf(`</${open[1] ?? ''}SyncHdr`, open.index);
+    const gt = end < 0 ? -1 : text.indexOf('>', end);
+    if (gt < 0) return undefined;
+    const h = parseXml(text.slice(open.index, gt + 1), limits);
+    return h.name === 'SyncHdr' ? parseHdr(h) : undefined;
   } catch {
     return undefined;
   }

@@ -31,17 +31,20 @@ function decodeEntities(raw: string, at: number): string {
   if (!raw.includes('&')) return raw;
   return raw.replace(/&([^;&\s]{0,12});?/g, (m, name: string) => {
     if (!m.endsWith(';')) throw new CodecError('CODEC_XML_ENTITY', `unterminated entity reference near byte ${at}`);
-    if (name.startsWith('#x') || name.startsWith('#X')) {
-      const cp = Number.parseInt(name.slice(2), 16);
-      if (!Number.isFinite(cp) || cp > 0x10ffff) throw new CodecError('CODEC_XML_ENTITY', `bad character reference &${name};`);
-      return String.fromCodePoint(cp);
-    }
     if (name.startsWith('#')) {
-      const cp = Number.parseInt(name.slice(1), 10);
-      if (!Number.isFinite(cp) || cp > 0x10ffff) throw new CodecError('CODEC_XML_ENTITY', `bad character reference &${name};`);
+      // Fix: parseInt accepted "&#-5;" (String.fromCodePoint then threw a RangeError, not a
+      // CodecError), "&#12abc;" (read as 12) and surrogates ("&#xD800;"). Digits only, and the code
+      // point must be a character: not a surrogate, not above U+10FFFF. (&#0; and other C0 controls
+      // stay accepted: escapeText writes them so that our own round trip is lossless.)
+      const hex = name[1] === 'x' || name[1] === 'X';
+      const digits = name.slice(hex ? 2 : 1);
+      const cp = (hex ? /^[0-9A-Fa-f]+$/ : /^[0-9]+$/).test(digits) ? Number.parseInt(digits, hex ? 16 : 10) : Number.NaN;
+      if (!(cp <= 0x10ffff) || (cp >= 0xd800 && cp <= 0xdfff)) throw new CodecError('CODEC_XML_ENTITY', `bad character reference &${name};`);
       return String.fromCodePoint(cp);
     }
-    const v = PREDEFINED[name];
+    // Fix: a plain index resolved "&constructor;", "&toString;" or "&__proto__;" through
+    // Object.prototype instead of refusing them as undefined entities.
+    const v = Object.hasOwn(PREDEFINED, name) ? PREDEFINED[name] : undefined;
     if (v === undefined) throw new CodecError('CODEC_XML_ENTITY', `undefined entity &${name}; (DTD entities are not accepted)`);
     return v;
   });

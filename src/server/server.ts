@@ -108,12 +108,16 @@ export class DmServer {
 
   /** Stops listening, ends sessions and closes the store. */
   async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
     await this.listener?.close();
     this.listener = undefined;
     this.root.send({ type: 'shutdown' });
     this.root.stop();
     if (this.ownsStore) await this.store.close();
   }
+
+  private stopped = false;
 
   /** Number of active session actors. */
   get activeSessions(): number {
@@ -333,8 +337,11 @@ export class DmServer {
     this.sessions.delete(key);
     if (!session) return;
     this.log.info(`session ${session.sessionId} of ${session.deviceId} ended: ${reason ?? 'unknown'}`, { messages: session.messages });
-    const rec = await this.devices.get(session.deviceId).catch(() => undefined);
-    if (rec) await this.devices.put(session.deviceId, { ...rec, lastEndReason: reason ?? 'unknown' }).catch(() => undefined);
+    if (!this.accounts.has(session.deviceId)) return; // unknown devices get no record (no storage for strangers)
+    const rec: DeviceRecord = (await this.devices.get(session.deviceId).catch(() => undefined)) ?? { deviceId: session.deviceId, devInfo: {}, sessions: 0 };
+    await this.devices
+      .put(session.deviceId, { ...rec, lastEndReason: reason ?? 'unknown', lastSessionId: session.sessionId })
+      .catch((err: unknown) => this.log.error(`cannot record the end of session ${session.sessionId}: ${describeError(err)}`));
   }
 
   /** Sessions currently open. */

@@ -20,7 +20,7 @@ import {
 import type { AlertCommand, Command, Encoding, Item, OperationCommand, StatusCommand, SyncHdr, SyncMLMessage } from '../codec/model.ts';
 import { encodeSyncML } from '../codec/syncml.ts';
 import { GwError, describeError } from '../errors.ts';
-import { Alert, LargeObjectBuffer, alertCode, cmdStatus, hdrStatus, largeObjectChunks, packMessage, type Outgoing } from './common.ts';
+import { Alert, LargeObjectBuffer, alertCode, cmdStatus, hdrStatus, packMessage, splitLargeObject, type Outgoing } from './common.ts';
 
 /** Credentials of one party as the client holds them (DMAcc AppAuth, notes §5.3). */
 export interface ClientCredentials {
@@ -77,6 +77,8 @@ export class ClientSession {
   private serverMaxMsgSize = 16 * 1024;
   private url: string;
   private readonly outbox: Outgoing[] = [];
+  /** Remainders of Results items being sent as large objects (their pieces carry no Meta Size). */
+  private readonly continuations = new WeakSet<Outgoing>();
   private readonly lo = new LargeObjectBuffer();
   private loCommand: { kind: 'Add' | 'Replace'; cmd: Command } | undefined;
   endReason: ClientEndReason | undefined;
@@ -153,8 +155,8 @@ export class ClientSession {
       this.serverRejections++;
       this.deps.log('warn', `server credentials rejected: ${verdict.why}`);
       if (this.serverRejections > 2) {
-        this.endReason = 'server-auth-failed';
-        return undefined;
+        // Give up, but say so (Alert 1223) so the server closes the session now, not at its idle timeout.
+        return this.abort('the server failed to authenticate', 'server-auth-failed');
       }
       const next = nonceToB64(newNonce());
       // The server is not authenticated, so the nonce it must use is ours to choose and store.
@@ -249,10 +251,14 @@ export class ClientSession {
     }
     statuses.unshift(hdrStatus(hdr, serverAuthNow ? verdict.code : 200, chal ? { chal } : {}));
     this.outbox.unshift(...statuses);
-    if (!msg.final) {
+    if (!msg.final && !wantsNext) {
       // The server's package continues: answer without Final and ask for the next message.
       return this.sendOutbox(false, [{ kind: 'Alert', data: Alert.NextMessage, items: [] }]);
     }
+    // A final server message, or a "next message" reply (Alert 1222 without Final: the server has
+    // closed its package and asks for the rest of ours, notes §3.7): send what is left, with Final
+    // on the last part. Answering such a reply with another 1222 (as before) looped forever as
+    // soon as our replies needed more than one message.
     return this.sendOutbox(true);
   }
 
@@ -260,8 +266,8 @@ export class ClientSession {
   abortReason: string | undefined;
 
   /** Builds the abort message (Alert 1223) for a session the device gives up; pending replies are dropped. */
-  abort(reason: string): ClientOutbound {
-    this.endReason = 'protocol-error';
+  abort(reason: string, endReason: ClientEndReason = 'protocol-error'): ClientOutbound {
+    this.endReason = endReason;
     this.abortReason = reason;
     this.outbox.length = 0;
     return this.send([{ kind: 'Alert', data: Alert.SessionAbort, items: [] }], true);
@@ -297,24 +303,54 @@ export class ClientSession {
 
   private sendOutbox(final: boolean, trailer: Outgoing[] = []): ClientOutbound {
     const hdr = this.makeHdr();
-    let { message, taken } = packMessage(hdr, this.outbox, { encoding: this.deps.encoding, maxMsgSize: this.serverMaxMsgSize, final, trailer });
+    const opts = { encoding: this.deps.encoding, maxMsgSize: this.serverMaxMsgSize, final, trailer };
+    let { message, taken } = packMessage(hdr, this.outbox, opts);
+    // A Results that does not fit what is left of this message is split so the package can progress
+    // (notes §3.7). This used to happen only when nothing at all fitted (taken === 0), which never
+    // occurs in practice because statuses always come first: a Results larger than the room after
+    // them was deferred forever and the session looped on Alert 1222.
+    for (let i = 0; i < 3 && taken < this.outbox.length && this.splitResults(taken, message, opts); i++) {
+      ({ message, taken } = packMessage(hdr, this.outbox, opts));
+    }
     if (taken === 0 && this.outbox.length > 0) {
-      // Even one reply does not fit: send a large Results item in chunks (notes §3.7).
       const first = this.outbox[0]!;
-      if (first.kind === 'Results' && first.items.length >= 1) {
-        const [head, ...rest] = first.items;
-        const room = this.serverMaxMsgSize - encodeSyncML(message, this.deps.encoding).byteLength - 256;
-        if (room < 64) throw new GwError('SESSION_MSG_SIZE', `server MaxMsgSize ${this.serverMaxMsgSize} is too small`, { status: 413 });
-        const chunks = largeObjectChunks({ ...first, items: [head!] }, room);
-        this.outbox.splice(0, 1, ...chunks, ...(rest.length ? [{ ...first, items: rest }] : []));
-        ({ message, taken } = packMessage(hdr, this.outbox, { encoding: this.deps.encoding, maxMsgSize: this.serverMaxMsgSize, final, trailer }));
-      } else {
-        throw new GwError('SESSION_MSG_SIZE', `a ${first.kind} does not fit the server's MaxMsgSize ${this.serverMaxMsgSize}`, { status: 413 });
-      }
+      throw new GwError('SESSION_MSG_SIZE', `a ${first.kind} does not fit the server's MaxMsgSize ${this.serverMaxMsgSize}`, { status: 413 });
     }
     this.outbox.splice(0, taken);
     if (this.outbox.length > 0 && message.final) message = { ...message, final: false };
     return this.emit(message);
+  }
+
+  /**
+   * Makes the Results at `outbox[at]`, which does not fit after what `current` already holds, fit:
+   * first one Results per item (same CmdRef/MsgRef; the server collects them until our Final), then
+   * the largest piece of a single item that fits the room left is sent as a large-object chunk and
+   * the rest waits for the next message (notes §3.7). Returns true when the outbox changed.
+   */
+  private splitResults(at: number, current: SyncMLMessage, packOpts: Parameters<typeof packMessage>[2]): boolean {
+    const next = this.outbox[at]!;
+    if (next.kind !== 'Results') return false;
+    if (next.items.length > 1) {
+      this.outbox.splice(at, 1, ...next.items.map((it) => ({ ...next, items: [it] })));
+      return true;
+    }
+    const before = this.outbox.slice(0, at);
+    // An item that would fit whole in the next message (which starts with about two statuses) waits
+    // for it rather than becoming a large object.
+    const head = before.slice(0, 2);
+    if (at > head.length && packMessage(current.hdr, [...head, next], { ...packOpts, final: false }).taken === head.length + 1) return false;
+    const split = splitLargeObject(next, {
+      first: !this.continuations.has(next),
+      fits: (piece) => packMessage(current.hdr, [...before, piece], { ...packOpts, final: false }).taken === at + 1,
+      minBytes: 64,
+    });
+    if (!split) {
+      if (at > 0) return false; // little room left here: it starts the next message
+      throw new GwError('SESSION_MSG_SIZE', `server MaxMsgSize ${this.serverMaxMsgSize} is too small`, { status: 413 });
+    }
+    this.continuations.add(split.rest);
+    this.outbox.splice(at, 1, split.piece, split.rest);
+    return true;
   }
 
   private send(cmds: Outgoing[], final: boolean): ClientOutbound {

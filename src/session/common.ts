@@ -151,6 +151,57 @@ export function largeObjectChunks<T extends { items: Item[]; meta?: Meta }>(cmd:
   });
 }
 
+/**
+ * Splits off the largest leading piece of a single-item command's data for which `fits(piece)`
+ * holds, for a large object sent one message at a time (notes §3.7). Every piece but the last
+ * carries MoreData; only the first (`first`) carries Meta Size, the total size. The rest is
+ * returned whole, so the next message can split it again to whatever room it has. Sizing each
+ * piece by its encoded form matters: XML escaping can make Data several times larger than the
+ * raw bytes, and pieces cut by raw size alone did not fit their message. Returns undefined when
+ * not even `minBytes` of data fit.
+ */
+export function splitLargeObject<T extends { items: Item[] }>(
+  cmd: T,
+  opts: { first: boolean; fits: (piece: T) => boolean; minBytes?: number },
+): { piece: T; rest: T } | undefined {
+  const item = cmd.items[0]!;
+  const data = item.data ?? '';
+  const text = typeof data === 'string';
+  const bytes = text ? Buffer.from(data, 'utf8') : Buffer.from(data);
+  if (bytes.length < 2) return undefined;
+  const slice = (from: number, to: number): DataValue => (text ? bytes.subarray(from, to).toString('utf8') : new Uint8Array(bytes.subarray(from, to)));
+  // Never cut inside a UTF-8 sequence.
+  const boundary = (n: number): number => {
+    if (!text) return n;
+    while (n > 0 && n < bytes.length && (bytes[n]! & 0xc0) === 0x80) n--;
+    return n;
+  };
+  const withMeta = (it: Item, size: number | undefined): Item => {
+    const meta: Meta = { ...(item.meta ?? {}) };
+    if (size === undefined) delete meta.size;
+    else meta.size = size;
+    const out: Item = { ...it };
+    if (Object.keys(meta).length) out.meta = meta;
+    else delete out.meta;
+    return out;
+  };
+  const pieceOf = (n: number): T =>
+    ({ ...cmd, items: [withMeta({ ...item, data: slice(0, n), moreData: true }, opts.first ? bytes.length : undefined)] }) as T;
+  let lo = 0;
+  let hi = bytes.length - 1; // leave at least one byte for the rest
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    const n = boundary(mid);
+    if (n > 0 && opts.fits(pieceOf(n))) lo = mid;
+    else hi = mid - 1;
+  }
+  const n = boundary(lo);
+  if (n < (opts.minBytes ?? 1)) return undefined;
+  const restItem: Item = withMeta({ ...item, data: slice(n, bytes.length) }, undefined);
+  delete restItem.moreData;
+  return { piece: pieceOf(n), rest: { ...cmd, items: [restItem] } as T };
+}
+
 /** Reassembles large objects arriving as MoreData chunks; one pending object at a time (notes §3.7). */
 export class LargeObjectBuffer {
   private pending: { key: string; parts: DataValue[]; size: number | undefined; first: Item } | undefined;

@@ -28,7 +28,7 @@ import {
   alertCode,
   cmdStatus,
   hdrStatus,
-  largeObjectChunks,
+  splitLargeObject,
   packMessage,
   type Outgoing,
 } from './common.ts';
@@ -94,12 +94,22 @@ interface Inflight {
   chunk: boolean;
 }
 
+interface OutboxMeta {
+  entry: QueueEntry;
+  /** A non-final large-object piece (213 expected). */
+  chunk: boolean;
+  /** The remainder of a large object already started (its pieces carry no Meta Size). */
+  continuation?: boolean;
+}
+
 interface Tracking {
   entry: QueueEntry;
   statuses: CommandOutcome['statuses'];
   results: Item[];
   outstanding: number;
   awaitingResults: number;
+  /** A Get of it succeeded: its Results may span several client messages, complete at the client's Final. */
+  resultsUntilFinal?: boolean;
 }
 
 /** Why a session ended, for logs and the API. */
@@ -119,10 +129,11 @@ export class ServerSession {
   private msgId = 0;
   private clientMaxMsgSize = 16 * 1024;
   private readonly outbox: Outgoing[] = [];
-  private readonly outboxEntries = new Map<Outgoing, { entry: QueueEntry; chunk: boolean }>();
+  /** Queue entry of each outgoing command; `continuation` marks the remainder of a large object being sent. */
+  private readonly outboxEntries = new Map<Outgoing, OutboxMeta>();
   private readonly inflight = new Map<string, Inflight>();
   private readonly tracking = new Map<string, Tracking>();
-  private lastSent: { cmd: Outgoing; meta: { entry: QueueEntry; chunk: boolean } }[] = [];
+  private lastSent: { cmd: Outgoing; meta: OutboxMeta }[] = [];
   private readonly lo = new LargeObjectBuffer();
   private readonly offered = new Set<string>();
   endReason: EndReason | undefined;
@@ -192,14 +203,21 @@ export class ServerSession {
         if (c.kind !== 'Status' && c.kind !== 'Results') statuses.push(cmdStatus(hdr.msgID, c, 500));
       }
     }
-    await this.settleTracking();
+    await this.settleTracking(msg.final);
     if (aborted) {
       this.deps.log('info', `session ${this.sessionId} aborted by ${this.deviceId}`);
       return this.finish(inb, statuses, 'aborted-by-client');
     }
 
-    // The client's package is not complete: ask for its next message, send no new commands.
     if (!msg.final) {
+      // Our own package is still open (it did not fit one message) and the client, which may not
+      // close its package before we close ours, asks for our next message with Alert 1222 after
+      // answering everything we sent: continue our package (notes §3.7). Answering with another
+      // 1222 here made both sides ask each other for the next message forever.
+      if (clientWantsMore && this.outbox.length > 0 && this.inflight.size === 0) {
+        return this.reply(inb, statuses, { final: true, commands: true });
+      }
+      // The client's package is not complete: ask for its next message, send no new commands.
       return this.reply(inb, statuses, { final: false, trailer: [{ kind: 'Alert', data: Alert.NextMessage, items: [] }] });
     }
     // New commands only once every earlier one has its status (notes §3.7); each queued entry is
@@ -393,7 +411,10 @@ export class ServerSession {
     if (!t) return;
     t.statuses.push({ path: f.path, cmd: f.cmd, ...(f.target !== undefined ? { target: f.target } : {}), status: code });
     t.outstanding--;
-    if (f.cmd === 'Get' && code === 200) t.awaitingResults++;
+    if (f.cmd === 'Get' && code === 200) {
+      t.awaitingResults++;
+      t.resultsUntilFinal = true;
+    }
   }
 
   private onResults(r: Command & { kind: 'Results' }, hdr: SyncHdr, statuses: Outgoing[]): void {
@@ -423,9 +444,13 @@ export class ServerSession {
   /** Results carry the CmdRef/MsgRef of their Get; this maps that to the queue entry. */
   private readonly resultKeys = new Map<string, string>();
 
-  private async settleTracking(): Promise<void> {
+  private async settleTracking(clientFinal: boolean): Promise<void> {
     for (const [id, t] of [...this.tracking]) {
       if (t.outstanding > 0 || t.awaitingResults > 0 || this.lo.active) continue;
+      // A client whose Results do not fit one message sends one Results per item (or chunks) over
+      // several messages: settling at the first one recorded a partial result. They are all in by
+      // the end of the client's package.
+      if (t.resultsUntilFinal && !clientFinal) continue;
       if (this.outbox.some((o) => this.outboxEntries.get(o)?.entry.id === id)) continue;
       this.tracking.delete(id);
       const top = t.statuses.find((s) => s.path.length === 0);
@@ -453,33 +478,44 @@ export class ServerSession {
     statuses: Outgoing[],
     opts: { final: boolean; trailer?: Outgoing[]; commands?: boolean },
   ): Promise<OutboundMessage> {
+    // One header per message: packing again after a split must not consume another MsgID.
     const hdr = this.makeHdr(inb.message.hdr);
-    const queue = opts.commands ? [...statuses, ...this.outbox] : statuses;
-    let { message, taken } = packMessage(hdr, queue, {
-      encoding: inb.encoding,
-      maxMsgSize: this.clientMaxMsgSize,
-      final: opts.final,
-      ...(opts.trailer ? { trailer: opts.trailer } : {}),
-    });
-    if (opts.commands && taken < queue.length && taken >= statuses.length) {
+    const packOpts = { encoding: inb.encoding, maxMsgSize: this.clientMaxMsgSize, final: opts.final, ...(opts.trailer ? { trailer: opts.trailer } : {}) };
+    const pack = () => {
+      const queue = opts.commands ? [...statuses, ...this.outbox] : statuses;
+      return { queue, ...packMessage(hdr, queue, packOpts) };
+    };
+    let { queue, message, taken } = pack();
+    while (opts.commands && taken === statuses.length && taken < queue.length) {
       // The next command does not fit: split an Add/Replace as a large object, or fail it.
       const next = queue[taken]!;
       const meta = this.outboxEntries.get(next);
-      if (taken === statuses.length && meta) {
-        const room = this.clientMaxMsgSize - encodeSyncML(message, inb.encoding).byteLength - 256;
-        if ((next.kind === 'Add' || next.kind === 'Replace') && next.items.length === 1 && room > 128) {
-          const chunks = largeObjectChunks(next, room);
-          this.outbox.splice(0, 1, ...chunks);
+      if (!meta) break;
+      if ((next.kind === 'Add' || next.kind === 'Replace') && next.items.length === 1) {
+        // Cut the largest piece that fits this message (by its encoded size); the rest is cut
+        // again in the next messages. (Pieces cut by raw size did not fit once XML-escaped, and
+        // re-chunking them recursed until the stack overflowed.)
+        const split = splitLargeObject(next, {
+          first: !meta.continuation,
+          fits: (piece) => packMessage(hdr, [...statuses, piece], { ...packOpts, final: false }).taken === statuses.length + 1,
+          minBytes: 64,
+        });
+        if (split) {
+          this.outbox.splice(0, 1, split.piece, split.rest);
           this.outboxEntries.delete(next);
-          chunks.forEach((ch, i) => this.outboxEntries.set(ch, { entry: meta.entry, chunk: i < chunks.length - 1 }));
-          return this.reply(inb, statuses, opts);
+          this.outboxEntries.set(split.piece, { entry: meta.entry, chunk: true });
+          this.outboxEntries.set(split.rest, { entry: meta.entry, chunk: false, continuation: true });
+          ({ queue, message, taken } = pack());
+          break;
         }
-        this.outbox.shift();
-        this.outboxEntries.delete(next);
-        this.deps.log('warn', `command ${meta.entry.id} does not fit the client's MaxMsgSize ${this.clientMaxMsgSize}`);
-        await this.deps.queue.complete(meta.entry, { status: 413, statuses: [{ path: [], cmd: next.kind, status: 413 }], results: [] });
-        return this.reply(inb, statuses, opts);
       }
+      // A continuation that does not fit here goes first in the next message.
+      if (meta.continuation) break;
+      this.outbox.shift();
+      this.outboxEntries.delete(next);
+      this.deps.log('warn', `command ${meta.entry.id} does not fit the client's MaxMsgSize ${this.clientMaxMsgSize}`);
+      await this.deps.queue.complete(meta.entry, { status: 413, statuses: [{ path: [], cmd: next.kind, status: 413 }], results: [] });
+      ({ queue, message, taken } = pack());
     }
     if (opts.commands) {
       const sentCmds = this.outbox.splice(0, Math.max(0, taken - statuses.length));
@@ -492,7 +528,11 @@ export class ServerSession {
         this.outboxEntries.delete(cmd);
         sentNow.push({ cmd, meta });
         this.track(meta.entry, numbered, [], message.hdr.msgID, meta.chunk);
-        if (!newlySent.includes(meta.entry) && meta.entry.state !== 'sent') newlySent.push(meta.entry);
+        // Mark once per session (not once ever): an entry left 'sent' by a session that died is
+        // redelivered here, and its sessionId/sentAt/attempts must say so. Later chunks of a large
+        // object in this same session do not count again.
+        const already = meta.entry.state === 'sent' && meta.entry.sessionId === this.sessionId;
+        if (!newlySent.includes(meta.entry) && !already) newlySent.push(meta.entry);
       });
       this.lastSent = sentNow;
       if (newlySent.length) await this.deps.queue.markSent(newlySent, this.sessionId);

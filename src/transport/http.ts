@@ -6,6 +6,9 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { GwError } from '../errors.ts';
 
+/** Bytes past the limit that readBody still reads (and discards) so the 413 can reach the client. */
+const DRAIN_LIMIT = 1024 * 1024;
+
 /** Reads a request body, refusing more than `limit` bytes (413) without buffering the rest. */
 export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
@@ -17,16 +20,28 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     }
     const chunks: Buffer[] = [];
     let size = 0;
+    let overflow = false;
+    const tooLarge = (): GwError => new GwError('HTTP_TOO_LARGE', `request body exceeds ${limit} bytes`, { status: 413 });
     req.on('data', (c: Buffer) => {
       size += c.length;
+      if (overflow) {
+        // Draining an oversized body (see below); a sender that keeps going is cut off.
+        if (size > limit + DRAIN_LIMIT) req.destroy();
+        return;
+      }
       if (size > limit) {
-        reject(new GwError('HTTP_TOO_LARGE', `request body exceeds ${limit} bytes`, { status: 413 }));
-        req.destroy();
+        // Stop buffering but keep reading (and discarding) until the body ends, then refuse it.
+        // Destroying the socket here (as before) made the kernel reset the connection, so a
+        // client streaming a body without Content-Length never saw the 413, only ECONNRESET.
+        overflow = true;
+        chunks.length = 0;
         return;
       }
       chunks.push(c);
     });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('end', () => (overflow ? reject(tooLarge()) : resolve(Buffer.concat(chunks))));
+    // Destroyed before the end (cut off while draining, or the client went away); a no-op once settled.
+    req.on('close', () => reject(overflow ? tooLarge() : new GwError('HTTP_ABORTED', 'request aborted before its body ended')));
     req.on('error', reject);
   });
 }

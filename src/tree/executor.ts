@@ -303,7 +303,7 @@ class Executor {
     const raw = item.target?.locURI;
     if (raw === undefined || raw === '') throw new DmStatusError(412, 'TREE_NO_TARGET', `${c.kind} item without Target`);
     const target = parseTargetUri(raw);
-    const meta: Meta = { ...(item.meta ?? {}), ...(c.meta ?? {}) }; // item Meta wins over command Meta
+    const meta: Meta = { ...(c.meta ?? {}), ...(item.meta ?? {}) }; // item Meta wins over command Meta
     const tctx = this.treeCtx;
     const plainTarget = (): string => {
       if (target.list !== undefined || target.prop !== undefined) {

@@ -398,6 +398,8 @@ export class DmTree {
       if (kind === 'StructData' && !v.interior && (ctx.serverId === undefined || v.access.has('Get'))) e.data = v.data ?? '';
       out.push(e);
       if (!v.interior) return;
+      // An interior node without Get support (e.g. ./Inbox, §3.8) hides its children too.
+      if (v !== root && ctx.serverId !== undefined && !v.access.has('Get')) return;
       for (const name of await this.childNames(v, ctx)) {
         const c = await this.view(childUri(v.uri, name), ctx);
         if (c) await walk(c, eff);

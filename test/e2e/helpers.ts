@@ -24,7 +24,8 @@ export type ApiCmd = Record<string, unknown>;
 export async function run(bed: TestBed, deviceId: string, cmd: ApiCmd, timeout = 10): Promise<any> {
   const r = await api(bed.server, 'POST', commandsPath(deviceId), { timeout, ...cmd });
   if (r.status !== 200 || r.json?.state !== 'done') {
-    throw new Error(`command ${JSON.stringify(cmd)} -> HTTP ${r.status} ${JSON.stringify(r.json)}\n--- server log\n${bed.serverLog.join('\n')}`);
+    const shown = JSON.stringify(cmd).slice(0, 300);
+    throw new Error(`command ${shown} -> HTTP ${r.status} ${JSON.stringify(r.json).slice(0, 500)}\n--- server log\n${bed.serverLog.join('\n')}`);
   }
   return r.json;
 }

@@ -137,7 +137,7 @@ export async function startBed(
     await d.start();
     devices.push(d);
   }
-  return {
+  const bed: TestBed = {
     server,
     devices,
     serverLog: lines,
@@ -145,10 +145,12 @@ export async function startBed(
     dataDir: tmp.dir,
     async close() {
       for (const d of devices) await d.stop();
-      await server.stop();
+      // The bed's current server: a test that restarts the server puts the new one in `bed.server`.
+      await bed.server.stop();
       await tmp.cleanup();
     },
   };
+  return bed;
 }
 
 /** The REST API client used by tests (same calls as the CLI). */

@@ -225,6 +225,14 @@ describe('Get, properties and listings', () => {
       ['./R/hidden', undefined],
     ]);
   });
+  it('listings do not descend into interior nodes without Get support', async () => {
+    await tree.add('./R/Inbox', { format: 'node', access: ['Add'] }, LOCAL);
+    await tree.add('./R/Inbox/dropped', { data: 'x' }, LOCAL);
+    const uris = (await tree.list('./R', 'Struct', A)).map((e) => e.uri);
+    expect(uris).toContain('./R/Inbox');
+    expect(uris).not.toContain('./R/Inbox/dropped');
+    expect(await statusOfCall(tree.get('./R/Inbox', A))).toBe(405);
+  });
   it('listings leave out subtrees the server may not Get', async () => {
     await tree.replaceProperty('./R/two', 'ACL', 'Get=srvB', LOCAL);
     expect((await tree.list('./R', 'Struct', A)).map((e) => e.uri)).toEqual(['./R', './R/one', './R/hidden']);
