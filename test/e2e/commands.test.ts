@@ -1,7 +1,7 @@
 /**
  * Acceptance: every DM command the REST API offers, end to end over real HTTP (Package 0 wakes the
  * device, a server-initiated session delivers the command, the result is recorded), in XML and
- * WBXML. Each test gets its own server (LevelDB in a temp dir) and device.
+ * WBXML, with Basic, MD5 and HMAC authentication. Each test gets its own server (LevelDB in a temp dir) and device.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LOCAL } from '../../src/tree/tree.ts';
@@ -11,10 +11,13 @@ import { ENCODINGS, resultsByUri, run } from './helpers.ts';
 const DEV = 'IMEI:100000000000001';
 const SERVER_ID = 'gwmo-test-dms';
 
-describe.each(ENCODINGS)('commands over %s', (encoding) => {
+/** Every command runs in each encoding with each auth scheme (used both ways). */
+const CASES = ENCODINGS.flatMap((encoding) => (['basic', 'md5', 'hmac'] as const).map((auth) => ({ encoding, auth })));
+
+describe.each(CASES)('commands over $encoding with $auth authentication', ({ encoding, auth }) => {
   let bed: TestBed;
   beforeEach(async () => {
-    bed = await startBed([{ deviceId: DEV, encoding }]);
+    bed = await startBed([{ deviceId: DEV, encoding, authType: auth, serverAuthType: auth }]);
     // A first client-initiated session tells the server where to send Package 0.
     const first = await bed.devices[0]!.connect();
     expect(first.ok, first.reason).toBe(true);
