@@ -49,8 +49,9 @@ describe.each(WRONG_PASSWORD)('wrong client password ($authType over $encoding)'
     expect(why[0]).toMatch(WHY[authType]);
     await until(() => bed!.server.activeSessions === 0, 'the failed session to end');
     expect(grep(bed.serverLog, new RegExp(`of ${BAD} ended: auth-failed`))).toHaveLength(1);
-    // (It never authenticated, so the server keeps no device record for it: nothing to update there.)
-    expect(await bed.server.device(BAD)).toBeUndefined();
+    // The account's record says how its last session ended, and counts no successful session.
+    await until(async () => (await bed!.server.device(BAD))?.lastEndReason === 'auth-failed', 'the end reason to be recorded');
+    expect(await bed.server.device(BAD)).toMatchObject({ deviceId: BAD, sessions: 0, devInfo: {}, lastEndReason: 'auth-failed' });
 
     // Nothing was delivered or lost.
     const [entry] = await listCommands(bed.server, BAD);
