@@ -7,7 +7,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createActor, type SimulatedClock } from 'xstate';
 import { HMAC_HEADER, fromAAuthType, parseAuthType, toAAuthType, type AuthType } from '../codec/auth.ts';
-import type { AlertCommand, Item } from '../codec/model.ts';
+import type { AlertCommand, Item, OperationCommand } from '../codec/model.ts';
 import { decodePackage0, sessionIdHex, verifyPackage0, RESYNC_NONCE } from '../codec/package0.ts';
 import { CONTENT_TYPES, decodeSyncML, encodingOfContentType } from '../codec/syncml.ts';
 import { GwError, describeError } from '../errors.ts';
@@ -15,7 +15,7 @@ import { createLogger, type Logger } from '../log.ts';
 import { genericAlert, ClientSession, type ClientCredentials } from '../session/client-session.ts';
 import type { Outgoing } from '../session/common.ts';
 import { memoryStore, openStore, type Store } from '../store/store.ts';
-import { executeCommands, type UiHandler } from '../tree/executor.ts';
+import { executeCommands, type ExecutorContext, type Reply, type UiHandler } from '../tree/executor.ts';
 import { installStandardObjects, readAccounts, readDevInfo, storeNonce, type DmAccount, type DmAuthType } from '../tree/standard.ts';
 import { DmTree, LOCAL, type NodeRecord } from '../tree/tree.ts';
 import { listen, post, readBody, type Listener } from '../transport/http.ts';
@@ -31,7 +31,15 @@ export interface SimDeviceOptions {
   logger?: Logger;
   ui?: UiHandler;
   clock?: SimulatedClock;
+  /**
+   * Runs the server's commands (default: on the device tree). A gateway passes its own, which
+   * forwards commands for mounted end devices southbound and runs the rest on its tree.
+   */
+  executor?: CommandExecutor;
 }
+
+/** Runs a server's commands and returns statuses and results in order. */
+export type CommandExecutor = (commands: OperationCommand[], msgRef: string, ctx: ExecutorContext) => Promise<Reply[]>;
 
 /** A finished session as the device remembers it. */
 export interface DeviceSessionRecord extends ClientSessionOutput {
@@ -52,6 +60,7 @@ export class SimDevice {
   private readonly ownsStore: boolean;
   private readonly ui: UiHandler | undefined;
   private readonly clock: SimulatedClock | undefined;
+  private readonly executor: CommandExecutor;
   private listener: Listener | undefined;
   private running: Promise<DeviceSessionRecord> | undefined;
   private readonly seenNotifications = new Map<string, number>();
@@ -68,6 +77,7 @@ export class SimDevice {
     this.log = opts.logger ?? createLogger(`device`).child(opts.config.deviceId);
     this.ui = opts.ui;
     this.clock = opts.clock;
+    this.executor = opts.executor ?? ((cmds, msgRef, ctx) => executeCommands(this.tree, cmds, msgRef, ctx));
   }
 
   /** Creates the device: opens its tree and installs the standard objects and configured nodes. */
@@ -293,7 +303,7 @@ export class SimDevice {
         encoding,
         maxMsgSize: this.config.maxMsgSize,
         execute: (cmds, msgRef) =>
-          executeCommands(this.tree, cmds, msgRef, {
+          this.executor(cmds, msgRef, {
             serverId: acct.serverId,
             ...(this.ui ? { ui: this.ui } : {}),
             onError: (err: unknown) => this.log.error(`command failed: ${describeError(err)}`),

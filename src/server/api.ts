@@ -138,21 +138,30 @@ export async function handleApi(server: DmServer, req: IncomingMessage, res: Ser
     }
     if (parts[1] !== 'devices') throw new GwError('API_NOT_FOUND', `no such endpoint ${url.pathname}`, { status: 404 });
     if (parts.length === 2 && method === 'GET') {
+      const routes = new Map((await server.allRoutes()).map((r) => [r.deviceId, r]));
+      const ids = [...new Set([...server.deviceIds(), ...routes.keys()])];
       const list = await Promise.all(
-        server.deviceIds().map(async (id) => {
+        ids.map(async (id) => {
           const rec = await server.device(id);
           const pending = (await server.queue.pending(id)).length;
-          return { deviceId: id, pending, ...(rec ? { devInfo: rec.devInfo, lastSessionAt: rec.lastSessionAt, sessions: rec.sessions } : { sessions: 0 }) };
+          const r = routes.get(id);
+          return {
+            deviceId: id,
+            pending,
+            ...(rec ? { devInfo: rec.devInfo, lastSessionAt: rec.lastSessionAt, sessions: rec.sessions } : { sessions: 0 }),
+            ...(r ? { via: r.via, mountPath: r.prefix, ...(r.mode ? { mode: r.mode } : {}), attached: r.attached } : {}),
+          };
         }),
       );
       sendJson(res, 200, { devices: list });
       return;
     }
     const deviceId = parts[2]!;
-    if (!server.account(deviceId)) throw new GwError('API_UNKNOWN_DEVICE', `unknown device ${deviceId}`, { status: 404 });
+    if (!(await server.knows(deviceId))) throw new GwError('API_UNKNOWN_DEVICE', `unknown device ${deviceId}`, { status: 404 });
     if (parts.length === 3 && method === 'GET') {
       const rec = await server.device(deviceId);
-      sendJson(res, 200, { deviceId, ...(rec ?? {}), pending: (await server.queue.pending(deviceId)).length });
+      const route = await server.route(deviceId);
+      sendJson(res, 200, { deviceId, ...(rec ?? {}), ...(route ? { route } : {}), pending: (await server.queue.pending(deviceId)).length });
       return;
     }
     const sub = parts[3];
@@ -183,7 +192,7 @@ export async function handleApi(server: DmServer, req: IncomingMessage, res: Ser
         throw new GwError('API_BAD_REQUEST', parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; '), { status: 400 });
       }
       const body = parsed.data;
-      const entry = await server.queue.enqueue(deviceId, commandFromApi(body));
+      const entry = await server.enqueueFor(deviceId, commandFromApi(body));
       if (body.notify) {
         await server.notify(deviceId).catch((err: unknown) => server.log.warn(`notify failed: ${describeError(err)}`));
       }

@@ -25,10 +25,25 @@ export interface CommandOutcome {
   results: Item[];
 }
 
+/**
+ * How a command reaches a device behind a gateway: it is delivered in the session of `via` (the
+ * gateway the server talks to), with every URI under `prefix` (e.g. `./GwMO/Devices/d0001`, or
+ * deeper through child gateways: `./GwMO/Devices/g2/GwMO/Devices/d0001`). GwMO proxy mode.
+ */
+export interface Route {
+  via: string;
+  prefix: string;
+}
+
 /** A queued command and, once done, its outcome. */
 export interface QueueEntry {
   id: string;
+  /** The device the command is for (the operator's name for it). */
   deviceId: string;
+  /** Set when the device is reached through a gateway. */
+  route?: Route;
+  /** Marks commands the server queues for itself (e.g. reading a gateway's inventory record). */
+  tag?: string;
   command: Outgoing;
   state: 'queued' | 'sent' | 'done';
   createdAt: string;
@@ -57,6 +72,8 @@ export class CommandQueue {
   private readonly entries: Section<QueueEntry>;
   private readonly meta: Section<number>;
   private readonly alerts: Section<DeviceAlert>;
+  /** Index of routed entries by the gateway that delivers them: `${via}\0${id}` -> deviceId. */
+  private readonly via: Section<string>;
   private seq = 0;
   /** Emits `done` (QueueEntry) and `queued` (QueueEntry). */
   readonly events = new EventEmitter();
@@ -65,6 +82,7 @@ export class CommandQueue {
     this.entries = store.section<QueueEntry>('queue');
     this.meta = store.section<number>('queue-meta');
     this.alerts = store.section<DeviceAlert>('alerts');
+    this.via = store.section<string>('queue-via');
     this.events.setMaxListeners(0);
   }
 
@@ -76,12 +94,22 @@ export class CommandQueue {
   }
 
   /** Appends a command for a device; durable when the promise resolves. */
-  async enqueue(deviceId: string, command: Outgoing): Promise<QueueEntry> {
+  async enqueue(deviceId: string, command: Outgoing, route?: Route, tag?: string): Promise<QueueEntry> {
     const n = ++this.seq;
     const id = `c${pad(n)}`;
-    const entry: QueueEntry = { id, deviceId, command, state: 'queued', createdAt: new Date().toISOString(), attempts: 0 };
+    const entry: QueueEntry = {
+      id,
+      deviceId,
+      ...(route ? { route } : {}),
+      ...(tag ? { tag } : {}),
+      command,
+      state: 'queued',
+      createdAt: new Date().toISOString(),
+      attempts: 0,
+    };
     await this.meta.put('seq', n);
     await this.entries.put(`${deviceId}\u0000${id}`, entry);
+    if (route) await this.via.put(`${route.via}\u0000${id}`, deviceId);
     this.events.emit('queued', entry);
     return entry;
   }
@@ -101,6 +129,20 @@ export class CommandQueue {
     return (await this.list(deviceId)).filter((e) => e.state !== 'done');
   }
 
+  /**
+   * What a session with `sessionDeviceId` delivers, oldest first: the device's own commands, and
+   * the commands for devices reached through it (when it is a gateway).
+   */
+  async deliverable(sessionDeviceId: string): Promise<QueueEntry[]> {
+    const own = (await this.pending(sessionDeviceId)).filter((e) => !e.route);
+    const routed: QueueEntry[] = [];
+    for (const [key, deviceId] of await this.via.entries(`${sessionDeviceId}\u0000`)) {
+      const e = await this.get(deviceId, key.slice(key.indexOf('\u0000') + 1));
+      if (e && e.state !== 'done') routed.push(e);
+    }
+    return [...own, ...routed].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
   /** Marks entries as sent in a session. */
   async markSent(entries: QueueEntry[], sessionId: string): Promise<void> {
     const at = new Date().toISOString();
@@ -115,12 +157,22 @@ export class CommandQueue {
     );
   }
 
+  /** Moves a routed entry to another gateway (a nomadic device moved); it is sent afresh there. */
+  async reroute(entry: QueueEntry, route: Route): Promise<void> {
+    if (entry.route) await this.via.del(`${entry.route.via}\u0000${entry.id}`);
+    entry.route = route;
+    entry.state = 'queued';
+    await this.entries.put(`${entry.deviceId}\u0000${entry.id}`, entry);
+    await this.via.put(`${route.via}\u0000${entry.id}`, entry.deviceId);
+  }
+
   /** Records the final outcome of an entry. */
   async complete(entry: QueueEntry, outcome: CommandOutcome): Promise<void> {
     entry.state = 'done';
     entry.doneAt = new Date().toISOString();
     entry.outcome = outcome;
     await this.entries.put(`${entry.deviceId}\u0000${entry.id}`, entry);
+    if (entry.route) await this.via.del(`${entry.route.via}\u0000${entry.id}`);
     this.events.emit('done', entry);
   }
 

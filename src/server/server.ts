@@ -19,7 +19,8 @@ import { openStore, type Section, type Store } from '../store/store.ts';
 import { listen, readBody, type Listener } from '../transport/http.ts';
 import { dmServerMachine, type SessionMessageEvent } from '../../machines/server-session.ts';
 import type { AccountConfig, ServerConfig } from './config.ts';
-import { CommandQueue } from './queue.ts';
+import { CommandQueue, type DeviceAlert, type QueueEntry } from './queue.ts';
+import type { Outgoing } from '../session/common.ts';
 import { handleApi } from './api.ts';
 
 /** What the server remembers of a device between sessions. */
@@ -32,6 +33,36 @@ export interface DeviceRecord {
   sessions: number;
   notifyUrl?: string;
 }
+
+/**
+ * Where a device behind a gateway is (learnt from the gateways' DeviceAttached/DeviceChanged
+ * alerts, notes §1.3): the gateway the server talks to, and the device's mount point in that
+ * gateway's tree, through any number of child gateways (recursive mount, notes §1.8 (a)).
+ */
+export interface DeviceRoute {
+  deviceId: string;
+  /** The gateway account whose sessions carry the device's commands. */
+  via: string;
+  /** Mount point of the device in `via`'s tree, e.g. `./GwMO/Devices/d0001`. */
+  prefix: string;
+  /** The device's inventory record in `via`'s tree. */
+  recordUri: string;
+  /** Management mode, once read from the record. */
+  mode?: 'transparent' | 'proxy' | 'adaptation';
+  /** Whether the device is attached (DeviceDetached marks it false). */
+  attached: boolean;
+  updatedAt: string;
+}
+
+/** Generic Alert types of the device inventory (notes §1.3; PROPOSED names, compared case-insensitively). */
+export const INVENTORY_ALERTS = {
+  attached: 'urn:oma:at:gwmo:1.1:DeviceAttached',
+  detached: 'urn:oma:at:gwmo:1.1:DeviceDetached',
+  changed: 'urn:oma:at:gwmo:1.1:DeviceChanged',
+} as const;
+
+const RECORD_RE = /^(.*?)\/?GwMO\/DeviceInventory\/Records\/([^/]+)$/;
+const MODE_NAMES = ['transparent', 'proxy', 'adaptation'] as const;
 
 /** Options for starting a server in-process. */
 export interface DmServerOptions {
@@ -57,6 +88,7 @@ export class DmServer {
   private readonly accounts = new Map<string, AccountConfig>();
   private readonly nonces: Section<AccountNonces>;
   private readonly devices: Section<DeviceRecord>;
+  private readonly routes: Section<DeviceRoute>;
   private readonly root: Actor<typeof dmServerMachine>;
   private readonly sessions = new Map<string, ServerSession>();
   private listener: Listener | undefined;
@@ -71,7 +103,11 @@ export class DmServer {
     this.queue = queue;
     this.nonces = store.section<AccountNonces>('nonces');
     this.devices = store.section<DeviceRecord>('devices');
+    this.routes = store.section<DeviceRoute>('routes');
     for (const a of opts.config.accounts) this.accounts.set(a.deviceId, a);
+    this.queue.events.on('done', (e: QueueEntry) => {
+      if (e.tag?.startsWith('route-mode:')) void this.onModeRead(e.tag.slice('route-mode:'.length), e);
+    });
     this.root = createActor(dmServerMachine, {
       input: { onEnded: (key, reason) => void this.onSessionEnded(key, reason) },
       ...(opts.clock ? { clock: opts.clock } : {}),
@@ -90,7 +126,7 @@ export class DmServer {
 
   /** Starts listening; returns the base URL. */
   async start(): Promise<string> {
-    this.listener = await listen(this.config.listen, (req, res) => this.route(req, res));
+    this.listener = await listen(this.config.listen, (req, res) => this.routeHttp(req, res));
     this.log.info(`DM server ${this.config.serverId} listening`, { url: this.url, accounts: this.accounts.size });
     return this.listener.url;
   }
@@ -134,6 +170,95 @@ export class DmServer {
     return [...this.accounts.keys()];
   }
 
+  /** Adds (or replaces) a client account at run time, e.g. a device a gateway provisions. */
+  addAccount(a: AccountConfig): void {
+    this.accounts.set(a.deviceId, a);
+  }
+
+  /** Removes a client account; its queued commands stay in the store. */
+  removeAccount(deviceId: string): boolean {
+    return this.accounts.delete(deviceId);
+  }
+
+  /** The route to a device behind a gateway, if the server knows one. */
+  async route(deviceId: string): Promise<DeviceRoute | undefined> {
+    return this.routes.get(deviceId);
+  }
+
+  /** Every known route. */
+  async allRoutes(): Promise<DeviceRoute[]> {
+    return (await this.routes.entries()).map(([, v]) => v);
+  }
+
+  /** True when the server can address the device: an account of its own, or a route through a gateway. */
+  async knows(deviceId: string): Promise<boolean> {
+    return this.accounts.has(deviceId) || (await this.routes.get(deviceId)) !== undefined;
+  }
+
+  /**
+   * Queues a command for a device. A device with an account of its own gets it in its own sessions
+   * (also a transparent-mode device: it talks to the server directly); a device known only through
+   * a gateway gets it through that gateway's session, addressed at its mount point (proxy mode).
+   */
+  async enqueueFor(deviceId: string, command: Outgoing): Promise<QueueEntry> {
+    if (this.accounts.has(deviceId)) return this.queue.enqueue(deviceId, command);
+    const r = await this.routes.get(deviceId);
+    if (!r) throw new GwError('SERVER_UNKNOWN_DEVICE', `unknown device ${deviceId}`, { status: 404 });
+    if (r.mode === 'transparent') {
+      throw new GwError('SERVER_NO_ACCOUNT', `${deviceId} is in transparent mode behind ${r.via} but has no account on this server`, { status: 404 });
+    }
+    return this.queue.enqueue(deviceId, command, { via: r.via, prefix: r.prefix });
+  }
+
+  /** Learns routes from a gateway's inventory alerts (DeviceAttached/Detached/Changed). */
+  private async onAlert(gatewayId: string, alert: DeviceAlert): Promise<void> {
+    for (const it of alert.items) {
+      const type = (it.meta?.type ?? '').toLowerCase();
+      const kind = type === INVENTORY_ALERTS.attached.toLowerCase() ? 'attached'
+        : type === INVENTORY_ALERTS.detached.toLowerCase() ? 'detached'
+        : type === INVENTORY_ALERTS.changed.toLowerCase() ? 'changed' : undefined;
+      if (!kind) continue;
+      const recordUri = it.source?.locURI ?? '';
+      const m = RECORD_RE.exec(recordUri);
+      const deviceId = typeof it.data === 'string' ? it.data.trim() : '';
+      if (!m || !deviceId) {
+        this.log.warn(`inventory alert from ${gatewayId} without a record URI or DeviceID ignored`, { source: recordUri });
+        continue;
+      }
+      const base = m[1] === '' || m[1] === '.' ? '.' : m[1]!;
+      const prefix = `${base}/GwMO/Devices/${m[2]}`;
+      const prev = await this.routes.get(deviceId);
+      const route: DeviceRoute = {
+        deviceId,
+        via: gatewayId,
+        prefix,
+        recordUri: recordUri.startsWith('./') || recordUri === '.' ? recordUri : `./${recordUri}`,
+        attached: kind !== 'detached',
+        updatedAt: new Date().toISOString(),
+        ...(prev?.mode && prev.via === gatewayId && prev.prefix === prefix ? { mode: prev.mode } : {}),
+      };
+      await this.routes.put(deviceId, route);
+      if (prev && (prev.via !== gatewayId || prev.prefix !== prefix)) {
+        // A nomadic device moved: its queued commands follow it (HLF-002).
+        this.log.info(`${deviceId} moved from ${prev.via} (${prev.prefix}) to ${gatewayId} (${prefix})`);
+        for (const e of await this.queue.pending(deviceId)) if (e.route) await this.queue.reroute(e, { via: gatewayId, prefix });
+      } else if (!prev) {
+        this.log.info(`${deviceId} is behind ${gatewayId} at ${prefix}`);
+      }
+      if (kind !== 'detached') {
+        // Read the record's Mode through plain DM, in the same session.
+        await this.queue.enqueue(gatewayId, { kind: 'Get', items: [{ target: { locURI: `${route.recordUri}/Mode` } }] }, undefined, `route-mode:${deviceId}`);
+      }
+    }
+  }
+
+  private async onModeRead(deviceId: string, e: QueueEntry): Promise<void> {
+    const r = await this.routes.get(deviceId);
+    const v = Number(e.outcome?.results[0]?.data);
+    if (!r || e.outcome?.status !== 200 || !(v in MODE_NAMES)) return;
+    await this.routes.put(deviceId, { ...r, mode: MODE_NAMES[v as 0 | 1 | 2] });
+  }
+
   /** The stored record of a device. */
   async device(deviceId: string): Promise<DeviceRecord | undefined> {
     return this.devices.get(deviceId);
@@ -166,21 +291,21 @@ export class DmServer {
    * Returns the announced session id, or undefined when the device has no address.
    */
   async notify(deviceId: string, opts: { uiMode?: 0 | 1 | 2 | 3 } = {}): Promise<string | undefined> {
+    const route = await this.routes.get(deviceId);
     const acct = this.serverAccount(deviceId);
-    if (!acct) throw new GwError('SERVER_UNKNOWN_DEVICE', `unknown device ${deviceId}`, { status: 404 });
+    if (!acct) {
+      // A device known only through a gateway (proxy/adaptation): wake the gateway that carries it.
+      if (route) return this.notify(route.via, opts);
+      throw new GwError('SERVER_UNKNOWN_DEVICE', `unknown device ${deviceId}`, { status: 404 });
+    }
+    const { p0, hex } = await this.buildPackage0(deviceId, acct, opts.uiMode ?? 0);
+    if (route?.mode === 'transparent') return this.triggerThroughGateway(deviceId, route, p0, hex);
     const rec = await this.devices.get(deviceId);
     const url = this.accounts.get(deviceId)?.notify ?? rec?.notifyUrl;
     if (!url) {
       this.log.info(`no notification address for ${deviceId}; commands wait for its next session`);
       return undefined;
     }
-    const nonces = await this.accountNonces(deviceId);
-    const sid = randomInt(1, 0x10000);
-    const p0 = encodePackage0(
-      { uiMode: opts.uiMode ?? 0, initiator: 1, sessionId: sid, serverId: acct.serverId },
-      { password: acct.serverSecret, nonce: nonceCandidates(nonces.serverNonce)[0] ?? new Uint8Array() },
-    );
-    const hex = sessionIdHex(sid);
     this.announced.set(hex, deviceId);
     try {
       const res = await fetch(url, {
@@ -200,7 +325,43 @@ export class DmServer {
     }
   }
 
-  private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  private async buildPackage0(deviceId: string, acct: ServerAccount, uiMode: 0 | 1 | 2 | 3): Promise<{ p0: Uint8Array; hex: string }> {
+    const nonces = await this.accountNonces(deviceId);
+    const sid = randomInt(1, 0x10000);
+    const p0 = encodePackage0(
+      { uiMode, initiator: 1, sessionId: sid, serverId: acct.serverId },
+      { password: acct.serverSecret, nonce: nonceCandidates(nonces.serverNonce)[0] ?? new Uint8Array() },
+    );
+    return { p0, hex: sessionIdHex(sid) };
+  }
+
+  /**
+   * Transparent mode (GwMO-TMode-001, notes §2.1): the device has no route from the server, so the
+   * Package 0 — built with the device's own credentials, which the gateway cannot forge or check —
+   * goes to the gateway in a DM session (EDTrigger MO, notes §1.7), and the gateway pushes it to
+   * the device untouched. The device then opens its own session with the server.
+   */
+  private async triggerThroughGateway(deviceId: string, route: DeviceRoute, p0: Uint8Array, hex: string): Promise<string> {
+    const gwPrefix = route.prefix.replace(/\/GwMO\/Devices\/[^/]+$/, '') || '.';
+    const at = (u: string): string => (gwPrefix === '.' ? u : u.replace(/^\./, gwPrefix));
+    const t = `./GwMO/EDTrigger/t${hex}${randomInt(1, 1_000_000)}`;
+    const seq: Outgoing = {
+      kind: 'Sequence',
+      commands: [
+        { kind: 'Add', cmdID: '', meta: { format: 'node' }, items: [{ target: { locURI: at(t) } }] },
+        { kind: 'Add', cmdID: '', items: [{ target: { locURI: at(`${t}/DeviceID`) }, data: deviceId }] },
+        { kind: 'Add', cmdID: '', items: [{ target: { locURI: at(`${t}/Pkg0`) }, meta: { format: 'b64' }, data: Buffer.from(p0).toString('base64') }] },
+        { kind: 'Exec', cmdID: '', items: [{ target: { locURI: at(`${t}/Operations/Trigger`) } }] },
+      ],
+    } as Outgoing;
+    this.announced.set(hex, deviceId);
+    await this.queue.enqueue(route.via, seq, undefined, `edtrigger:${deviceId}`);
+    this.log.info(`Package 0 for ${deviceId} handed to gateway ${route.via} (transparent mode)`, { sessionId: hex });
+    await this.notify(route.via).catch((err: unknown) => this.log.warn(`cannot wake gateway ${route.via}: ${describeError(err)}`));
+    return hex;
+  }
+
+  private async routeHttp(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (url.pathname === this.config.path || url.pathname.startsWith(this.config.path + '/')) {
       if (req.method !== 'POST') {
@@ -249,6 +410,7 @@ export class DmServer {
         saveNonces: (id, n) => this.nonces.put(id, n),
         queue: this.queue,
         onDevInfo: (id, info) => this.recordDevInfo(id, info, msg.hdr.sessionID),
+        onAlert: (a) => this.onAlert(deviceId, a),
         log: (level, m, fields) => this.log.log(level, m, { ...fields, sessionId: msg.hdr.sessionID }),
         maxMsgSize: this.config.maxMsgSize,
       });

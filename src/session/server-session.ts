@@ -21,6 +21,7 @@ import type { Command, Encoding, Item, StatusCommand, SyncHdr, SyncMLMessage } f
 import { encodeSyncML } from '../codec/syncml.ts';
 import { describeError } from '../errors.ts';
 import type { CommandOutcome, CommandQueue, DeviceAlert, QueueEntry } from '../server/queue.ts';
+import { mapCommandUris, mapItems, prefixUri, stripPrefix } from './route.ts';
 import {
   Alert,
   LargeObjectBuffer,
@@ -60,6 +61,8 @@ export interface ServerSessionDeps {
   saveNonces(deviceId: string, n: AccountNonces): Promise<void>;
   queue: CommandQueue;
   onDevInfo(deviceId: string, devInfo: Record<string, string>): Promise<void>;
+  /** Called after a generic alert is stored (the server learns routes from gateways' inventory alerts). */
+  onAlert?(alert: DeviceAlert): Promise<void>;
   log(level: 'info' | 'warn' | 'error' | 'debug', msg: string, fields?: Record<string, unknown>): void;
   /** Largest message the server itself accepts (sent as our MaxMsgSize). */
   maxMsgSize: number;
@@ -319,6 +322,7 @@ export class ServerSession {
             ...(c.correlator !== undefined ? { correlator: c.correlator } : {}),
           };
           await this.deps.queue.addAlert(alert);
+          await this.deps.onAlert?.(alert);
           this.deps.log('info', `generic alert from ${this.deviceId}`, { types: c.items.map((i) => i.meta?.type) });
           statuses.push(cmdStatus(hdr.msgID, c, 200));
           return undefined;
@@ -454,7 +458,14 @@ export class ServerSession {
       if (this.outbox.some((o) => this.outboxEntries.get(o)?.entry.id === id)) continue;
       this.tracking.delete(id);
       const top = t.statuses.find((s) => s.path.length === 0);
-      const outcome: CommandOutcome = { status: top?.status ?? 500, statuses: t.statuses, results: t.results };
+      const route = t.entry.route;
+      // Results of a routed command are reported with the device's own URIs.
+      const unmap = (u: string): string => (route ? stripPrefix(route.prefix, u) : u);
+      const outcome: CommandOutcome = {
+        status: top?.status ?? 500,
+        statuses: t.statuses.map((x) => (x.target !== undefined ? { ...x, target: unmap(x.target) } : x)),
+        results: route ? mapItems(t.results, unmap) : t.results,
+      };
       await this.deps.queue.complete(t.entry, outcome);
       this.deps.log('info', `${t.entry.command.kind} ${describeTarget(t.entry.command)} on ${this.deviceId}: ${outcome.status}`, {
         entry: t.entry.id,
@@ -463,12 +474,15 @@ export class ServerSession {
   }
 
   private async pullQueue(): Promise<void> {
-    const pending = await this.deps.queue.pending(this.deviceId);
+    const pending = await this.deps.queue.deliverable(this.deviceId);
     for (const e of pending) {
       if (this.tracking.has(e.id) || this.offered.has(e.id)) continue;
       this.offered.add(e.id);
-      this.outbox.push(e.command);
-      this.outboxEntries.set(e.command, { entry: e, chunk: false });
+      // A command for a device behind this gateway goes to its mount point (GwMO proxy mode).
+      const route = e.route;
+      const cmd = route ? mapCommandUris(e.command, (u) => prefixUri(route.prefix, u)) : e.command;
+      this.outbox.push(cmd);
+      this.outboxEntries.set(cmd, { entry: e, chunk: false });
     }
   }
 

@@ -1,0 +1,80 @@
+/**
+ * Configuration of one gateway process (gateway.yaml): its identity, its parent (the DM server or
+ * a parent gateway) and the credentials it uses there, its southbound DM endpoint and the server
+ * identity it presents to devices, and the end devices associated in advance.
+ */
+import { z } from 'zod';
+import { authTypeSchema } from '../config.ts';
+
+/** Management modes of an association (GwMO-MOO-001). */
+export const MODES = ['transparent', 'proxy', 'adaptation'] as const;
+/** A management mode. */
+export type Mode = (typeof MODES)[number];
+/** Mode leaf values in the inventory (notes §1.3: 0 Transparent, 1 Proxy, 2 Adaptation). */
+export const MODE_VALUE: Record<Mode, number> = { transparent: 0, proxy: 1, adaptation: 2 };
+
+/** An end device (or child gateway) associated with the gateway. */
+export const associationConfigSchema = z
+  .object({
+    /** The device's DevId (its Source LocURI towards the gateway). */
+    deviceId: z.string().min(1),
+    mode: z.enum(MODES).default('proxy'),
+    /** A child gateway (GwMO 1.1 hierarchy): associated in proxy or transparent mode only (MOO-002). */
+    gateway: z.boolean().default(false),
+    /** Proxy mode: the credentials the device uses towards the gateway. */
+    username: z.string().min(1).optional(),
+    secret: z.string().min(1).optional(),
+    authType: authTypeSchema.default('md5' as never),
+    /** Where the device listens for Package 0 (transparent mode: needed; proxy: optional, the device may report it). */
+    notify: z.string().url().optional(),
+    /** Transparent mode: the ServerID of the DM server that manages the device directly. */
+    serverId: z.string().optional(),
+  })
+  .superRefine((a, ctx) => {
+    if (a.mode === 'proxy' && (!a.username || !a.secret)) {
+      ctx.addIssue({ code: 'custom', path: ['username'], message: 'a proxy-mode device needs username and secret (its account on the gateway)' });
+    }
+    if (a.gateway && a.mode === 'adaptation') {
+      ctx.addIssue({ code: 'custom', path: ['mode'], message: 'a child gateway is associated in proxy or transparent mode only (GwMO-MOO-002)' });
+    }
+  });
+
+/** The gateway configuration file. */
+export const gatewayConfigSchema = z.object({
+  /** The gateway's DevId; also its account name at its parent. */
+  id: z.string().min(1),
+  /** The gateway's parent: the DM server or a parent gateway's southbound endpoint. */
+  parent: z.object({
+    url: z.string().url(),
+    serverId: z.string().min(1),
+    username: z.string().min(1),
+    secret: z.string().min(1),
+    authType: authTypeSchema.default('md5' as never),
+    serverSecret: z.string().min(1),
+    serverAuthType: authTypeSchema.default('md5' as never),
+  }),
+  /** Southbound DM endpoint for proxy-mode devices and child gateways. */
+  listen: z.union([z.string(), z.number()]).default('127.0.0.1:0'),
+  path: z.string().startsWith('/').default('/dm'),
+  /** The server identity the gateway presents to its devices. */
+  serverId: z.string().min(1),
+  serverSecret: z.string().min(1),
+  serverAuthType: authTypeSchema.default('md5' as never),
+  /** Northbound Package 0 listener. */
+  notify: z
+    .object({ listen: z.union([z.string(), z.number()]).default('127.0.0.1:0'), path: z.string().startsWith('/').default('/notify') })
+    .default({ listen: '127.0.0.1:0', path: '/notify' }),
+  /** Seconds the gateway waits for a proxied command's result before answering 202. */
+  proxyTimeout: z.number().positive().default(20),
+  /** Seconds the gateway waits for each answer of its parent. */
+  requestTimeout: z.number().positive().default(120),
+  encoding: z.enum(['xml', 'wbxml']).default('xml'),
+  maxMsgSize: z.number().int().min(1024).default(64 * 1024),
+  data: z.string().optional(),
+  devices: z.array(associationConfigSchema).default([]),
+});
+
+/** A validated gateway configuration. */
+export type GatewayConfig = z.output<typeof gatewayConfigSchema>;
+/** A validated association. */
+export type AssociationConfig = z.output<typeof associationConfigSchema>;
