@@ -71,6 +71,8 @@ export interface DmServerOptions {
   dataDir?: string;
   store?: Store;
   logger?: Logger;
+  /** Called when a session ends, with the device and why (a gateway tracks its devices with it). */
+  onSessionEnded?: (deviceId: string, reason: string) => void;
   /** Clock for session timers (a SimulatedClock in tests). */
   clock?: SimulatedClock | { setTimeout: SimulatedClock['setTimeout']; clearTimeout: SimulatedClock['clearTimeout'] };
 }
@@ -94,9 +96,11 @@ export class DmServer {
   private listener: Listener | undefined;
   /** Session ids announced by Package 0 and not yet used: hex id -> deviceId. */
   private readonly announced = new Map<string, string>();
+  private readonly sessionEndedHook: ((deviceId: string, reason: string) => void) | undefined;
 
   private constructor(opts: DmServerOptions, store: Store, queue: CommandQueue, ownsStore: boolean) {
     this.config = opts.config;
+    this.sessionEndedHook = opts.onSessionEnded;
     this.log = opts.logger ?? createLogger('server');
     this.store = store;
     this.ownsStore = ownsStore;
@@ -499,6 +503,7 @@ export class DmServer {
     this.sessions.delete(key);
     if (!session) return;
     this.log.info(`session ${session.sessionId} of ${session.deviceId} ended: ${reason ?? 'unknown'}`, { messages: session.messages });
+    this.sessionEndedHook?.(session.deviceId, reason ?? 'unknown');
     if (!this.accounts.has(session.deviceId)) return; // unknown devices get no record (no storage for strangers)
     const rec: DeviceRecord = (await this.devices.get(session.deviceId).catch(() => undefined)) ?? { deviceId: session.deviceId, devInfo: {}, sessions: 0 };
     await this.devices

@@ -1,0 +1,380 @@
+/**
+ * A DM Gateway (GwMO 1.0/1.1): a DM client northbound to its parent (the DM server or a parent
+ * gateway) with its own tree (standard objects plus the GwMO objects, GwMO-ADM-001), a DM server
+ * southbound for proxy-mode devices and child gateways, a Package 0 forwarder for transparent
+ * mode, and one association actor per device under a gateway root actor. A child gateway is just
+ * a proxy-mode device of its parent that happens to be a gateway, so hierarchy is recursion.
+ */
+import { createActor, type Actor } from 'xstate';
+import { GwError, describeError } from '../errors.ts';
+import { createLogger, type Logger } from '../log.ts';
+import { deviceConfigSchema } from '../device/config.ts';
+import { SimDevice } from '../device/device.ts';
+import { genericAlert } from '../session/client-session.ts';
+import { prefixUri } from '../session/route.ts';
+import { serverConfigSchema } from '../server/config.ts';
+import { DmServer, INVENTORY_ALERTS, NOTIFICATION_CONTENT_TYPE } from '../server/server.ts';
+import type { DeviceAlert } from '../server/queue.ts';
+import { openStore, type Section, type Store } from '../store/store.ts';
+import { LOCAL, type DmTree } from '../tree/tree.ts';
+import type { Item } from '../codec/model.ts';
+import { gatewayMachine } from '../../machines/gateway.ts';
+import type { AssociationInput } from '../../machines/association.ts';
+import { AssociationStore, STATUS_VALUE, type AssociationRecord } from './associations.ts';
+import { MODE_VALUE, type AssociationConfig, type GatewayConfig } from './config.ts';
+import { EDTRIGGER_ROOT, createEdTriggerPlugin, type TriggerRecord } from './edtrigger.ts';
+import { DEVICES_ROOT, createGatewayExecutor, deferredItems } from './proxy.ts';
+
+/** Root of the GwMO objects in the gateway's tree (notes §1.1). */
+export const GWMO_ROOT = './GwMO';
+/** Inventory records (notes §1.3). */
+export const RECORDS_ROOT = './GwMO/DeviceInventory/Records';
+/** Generic Alert type of a proxied command finished after a 202 (PROPOSED). */
+export const DEFERRED_RESULT_ALERT = 'urn:oma:at:gwmo:1.1:DeferredResult';
+
+/** An alert waiting to be delivered northbound (durable: store-and-forward). */
+interface PendingAlert {
+  items: Item[];
+  correlator?: string;
+  at: string;
+}
+
+/** Options for creating a gateway in-process. */
+export interface GatewayOptions {
+  config: GatewayConfig;
+  dataDir?: string;
+  store?: Store;
+  logger?: Logger;
+}
+
+/** A running DM gateway. */
+export class Gateway {
+  readonly config: GatewayConfig;
+  readonly log: Logger;
+  readonly associations: AssociationStore;
+  readonly north: SimDevice;
+  readonly south: DmServer;
+  readonly actor: Actor<typeof gatewayMachine>;
+  private readonly store: Store;
+  private readonly ownsStore: boolean;
+  private readonly outbox: Section<PendingAlert>;
+  private outboxSeq = 0;
+  private flushing: Promise<void> | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
+
+  private constructor(
+    config: GatewayConfig,
+    parts: { store: Store; ownsStore: boolean; associations: AssociationStore; north: SimDevice; south: DmServer; log: Logger },
+  ) {
+    this.config = config;
+    this.store = parts.store;
+    this.ownsStore = parts.ownsStore;
+    this.associations = parts.associations;
+    this.north = parts.north;
+    this.south = parts.south;
+    this.log = parts.log;
+    this.outbox = this.store.section<PendingAlert>('north-outbox');
+    this.actor = createActor(gatewayMachine, { input: { gatewayId: config.id } });
+    this.actor.start();
+  }
+
+  /** Opens the gateway's store and builds its parts (not yet listening). */
+  static async create(opts: GatewayOptions): Promise<Gateway> {
+    const c = opts.config;
+    const dir = opts.dataDir ?? c.data;
+    if (!opts.store && !dir) throw new GwError('CONFIG_DATA', 'the gateway needs a data directory (--data or `data:` in the config)');
+    const store = opts.store ?? (await openStore(dir!));
+    const log = opts.logger ?? createLogger('gateway').child(c.id);
+    const associations = await AssociationStore.open(store);
+    // Late-bound: the executor needs the southbound server and the tree, which need each other's owner.
+    let gateway: Gateway | undefined;
+    const south = await DmServer.create({
+      config: serverConfigSchema.parse({
+        listen: c.listen,
+        path: c.path,
+        serverId: c.serverId,
+        serverSecret: c.serverSecret,
+        serverAuthType: c.serverAuthType,
+        accounts: [],
+      }),
+      store,
+      logger: log.child('south'),
+      onSessionEnded: (deviceId, reason) => gateway?.onSouthSessionEnded(deviceId, reason),
+    });
+    const north = await SimDevice.create({
+      config: deviceConfigSchema.parse({
+        deviceId: c.id,
+        encoding: c.encoding,
+        maxMsgSize: c.maxMsgSize,
+        devInfo: { man: 'gwmo', mod: 'gwmo-gateway', dmV: '1.2', lang: 'en-US' },
+        devDetail: { devTyp: 'gateway', oem: 'gwmo', fwV: '0.1.0', swV: '0.1.0', hwV: 'sim' },
+        server: c.parent,
+        notify: { listen: c.notify.listen, path: c.notify.path, advertise: true },
+        requestTimeout: c.requestTimeout,
+        nodes: [],
+      }),
+      store,
+      logger: log.child('north'),
+      executor: (cmds, msgRef, ctx) => gateway!.executor(cmds, msgRef, ctx),
+    });
+    gateway = new Gateway(c, { store, ownsStore: !opts.store, associations, north, south, log });
+    return gateway;
+  }
+
+  /** The gateway's own DM tree. */
+  get tree(): DmTree {
+    return this.north.tree;
+  }
+
+  private executorImpl: ReturnType<typeof createGatewayExecutor> | undefined;
+  private get executor(): ReturnType<typeof createGatewayExecutor> {
+    this.executorImpl ??= createGatewayExecutor({
+      tree: this.tree,
+      associations: this.associations,
+      south: this.south,
+      timeoutMs: this.config.proxyTimeout * 1000,
+      log: this.log,
+      onDeferred: (mount, original, entry) => {
+        void this.queueAlert({ items: deferredItems(mount, original, entry, DEFERRED_RESULT_ALERT), at: new Date().toISOString() });
+      },
+    });
+    return this.executorImpl;
+  }
+
+  /** Starts both endpoints, restores associations, and reports new ones to the parent. */
+  async start(): Promise<void> {
+    await this.south.start();
+    await this.north.start();
+    this.outboxSeq = (await this.outbox.entries()).length;
+    await this.installGwmoObjects();
+    const plugin = await createEdTriggerPlugin(this.store.section<TriggerRecord>('edtrigger'), (id, p0) => this.deliverPackage0(id, p0));
+    await this.tree.mount(EDTRIGGER_ROOT, plugin);
+    // Associations: restored from their records, then those provisioned in the config.
+    for (const rec of this.associations.all()) await this.activate(rec);
+    for (const cfg of this.config.devices) await this.associate(cfg);
+    this.south.queue.events.on('alert', (a: DeviceAlert) => void this.onSouthAlert(a));
+    this.log.info(`gateway ${this.config.id} running`, { south: this.south.dmUrl, north: this.config.parent.url, devices: this.associations.all().length });
+    await this.flushAlerts();
+  }
+
+  /** URL of the southbound DM endpoint (what proxy-mode devices and child gateways use). */
+  get southUrl(): string {
+    return this.south.dmUrl;
+  }
+
+  /** Stops everything and closes the store. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    await this.flushing?.catch(() => undefined);
+    this.actor.send({ type: 'stop' });
+    this.actor.stop();
+    await this.north.stop();
+    await this.south.stop();
+    if (this.ownsStore) await this.store.close();
+  }
+
+  /**
+   * Associates a device (or child gateway) with the gateway (HLF-003: a device provisioned with its
+   * credentials becomes manageable). New associations are announced to the parent with DeviceAttached.
+   */
+  async associate(cfg: AssociationConfig): Promise<AssociationRecord> {
+    const { record, created } = await this.associations.upsert(cfg);
+    await this.activate(record);
+    if (created) {
+      this.log.info(`associated ${record.deviceId} as ${record.key} (${record.mode}${record.gateway ? ', child gateway' : ''})`);
+      await this.queueAlert({ items: [this.inventoryAlertItem(record, INVENTORY_ALERTS.attached)], at: new Date().toISOString() });
+    }
+    return record;
+  }
+
+  /** Makes an association live: tree nodes, southbound account, actor. */
+  private async activate(rec: AssociationRecord): Promise<void> {
+    await this.writeRecordNodes(rec);
+    if (rec.mode === 'proxy' && rec.username && rec.secret) {
+      this.south.addAccount({
+        deviceId: rec.deviceId,
+        username: rec.username,
+        secret: rec.secret,
+        authType: rec.authType,
+        ...(rec.notify ? { notify: rec.notify } : {}),
+        clientNonce: '',
+        serverNonce: '',
+      });
+    } else this.south.removeAccount(rec.deviceId);
+    const input: AssociationInput = {
+      deviceId: rec.deviceId,
+      mode: rec.mode,
+      status: rec.status,
+      gateway: rec.gateway,
+      maxFailures: 2,
+      onChange: (ch) => void this.onAssociationChange(ch),
+    };
+    this.actor.send({ type: 'association.add', input });
+  }
+
+  private async onAssociationChange(ch: { deviceId: string; status?: 'pending' | 'attached' | 'detached'; mode?: AssociationRecord['mode'] }): Promise<void> {
+    try {
+      const now = new Date().toISOString();
+      const prev = this.associations.get(ch.deviceId);
+      const rec = await this.associations.update(ch.deviceId, {
+        ...(ch.status ? { status: ch.status, lastSeen: now, ...(prev?.firstSeen ? {} : { firstSeen: now }) } : {}),
+        ...(ch.mode ? { mode: ch.mode } : {}),
+      });
+      if (!rec) return;
+      await this.writeRecordNodes(rec);
+      if (ch.status === 'detached') {
+        // Detached is always reported (notes §1.3).
+        await this.queueAlert({ items: [this.inventoryAlertItem(rec, INVENTORY_ALERTS.detached)], at: now });
+      }
+    } catch (err) {
+      this.log.error(`cannot record the change of ${ch.deviceId}: ${describeError(err)}`);
+    }
+  }
+
+  private onSouthSessionEnded(deviceId: string, reason: string): void {
+    if (!this.associations.get(deviceId)) return;
+    const ok = reason === 'completed';
+    this.actor.send({ type: 'association.event', deviceId, event: { type: ok ? 'session.ok' : 'session.failed' } });
+    if (ok) void this.associations.update(deviceId, { lastSeen: new Date().toISOString() });
+  }
+
+  /** An inventory alert item (notes §1.3): Source = the record, Data = the DeviceID. */
+  private inventoryAlertItem(rec: AssociationRecord, type: string): Item {
+    return { source: { locURI: `${RECORDS_ROOT}/${rec.key}` }, meta: { type, format: 'chr' }, data: rec.deviceId };
+  }
+
+  /**
+   * Alerts from a child gateway (its inventory, deferred results) are relayed to the parent with
+   * their Source moved under the child's mount, so the server sees every level (notes §2.4).
+   */
+  private async onSouthAlert(a: DeviceAlert): Promise<void> {
+    const rec = this.associations.get(a.deviceId);
+    if (!rec?.gateway || a.code !== '1226') return;
+    const mount = `${DEVICES_ROOT}/${rec.key}`;
+    const items = a.items.map((it) => (it.source ? { ...it, source: { ...it.source, locURI: prefixUri(mount, it.source.locURI) } } : it));
+    await this.queueAlert({ items, ...(a.correlator !== undefined ? { correlator: a.correlator } : {}), at: a.at });
+  }
+
+  /** Stores an alert for the parent, then tries to deliver everything pending. */
+  private async queueAlert(p: PendingAlert): Promise<void> {
+    const key = String(++this.outboxSeq).padStart(10, '0') + '-' + Date.now().toString(36);
+    await this.outbox.put(key, p);
+    await this.flushAlerts();
+  }
+
+  /** Delivers pending alerts in one client-initiated session; retried later on failure. */
+  async flushAlerts(): Promise<void> {
+    if (this.stopped) return;
+    if (this.flushing) {
+      await this.flushing;
+      if ((await this.outbox.entries('', 1)).length === 0) return;
+    }
+    const run = (async () => {
+      const pending = await this.outbox.entries();
+      if (!pending.length) return;
+      const alerts = pending.map(([, p]) => genericAlert(p.items, p.correlator));
+      const r = await this.north.connect({ alerts }).catch((err: unknown) => ({ ok: false, reason: describeError(err) }));
+      if (r.ok) {
+        await this.outbox.batch(pending.map(([k]) => [k, undefined]));
+        return;
+      }
+      this.log.warn(`cannot reach the parent (${r.reason}); ${pending.length} alert(s) kept for later`);
+      clearTimeout(this.retryTimer);
+      if (!this.stopped) this.retryTimer = setTimeout(() => void this.flushAlerts(), 5000).unref();
+    })();
+    this.flushing = run;
+    try {
+      await run;
+    } finally {
+      if (this.flushing === run) this.flushing = undefined;
+    }
+  }
+
+  /** Transparent mode: pushes a Package 0 to a device untouched (EDTrigger Exec). */
+  private async deliverPackage0(deviceId: string, p0: Uint8Array): Promise<number> {
+    const rec = this.associations.get(deviceId);
+    if (!rec) return 404;
+    if (rec.mode !== 'transparent') return 406;
+    if (!rec.notify) {
+      this.log.warn(`no notification address for transparent device ${deviceId}`);
+      return 404;
+    }
+    try {
+      const res = await fetch(rec.notify, { method: 'POST', body: p0, headers: { 'content-type': NOTIFICATION_CONTENT_TYPE }, signal: AbortSignal.timeout(5000) });
+      await res.arrayBuffer();
+      if (!res.ok) throw new Error(`HTTP ${res.status}`);
+      this.log.info(`Package 0 forwarded to ${deviceId}`, { url: rec.notify });
+      this.actor.send({ type: 'association.event', deviceId, event: { type: 'session.ok' } });
+      return 200;
+    } catch (err) {
+      this.log.warn(`Package 0 to ${deviceId} failed: ${describeError(err)}`);
+      this.actor.send({ type: 'association.event', deviceId, event: { type: 'session.failed' } });
+      return 500;
+    }
+  }
+
+  /** Creates the GwMO objects of the gateway's tree (ACLs give the parent server full rights, notes §1.10). */
+  private async installGwmoObjects(): Promise<void> {
+    const srv = this.config.parent.serverId;
+    const acl = `Get=${srv}&Replace=${srv}&Add=${srv}&Delete=${srv}&Exec=${srv}`;
+    const ensure = async (uri: string, opts: { format: string; data?: string; acl?: string; type?: string }): Promise<void> => {
+      if (this.tree.hasLocal(uri)) {
+        if (opts.data !== undefined && opts.format !== 'node') await this.tree.replace(uri, { format: opts.format, data: opts.data }, LOCAL);
+        return;
+      }
+      await this.tree.add(
+        uri,
+        {
+          format: opts.format,
+          ...(opts.data !== undefined ? { data: opts.data } : {}),
+          ...(opts.acl !== undefined ? { acl: opts.acl } : {}),
+          ...(opts.type ? { type: opts.type } : {}),
+          access: opts.format === 'node' ? ['Get', 'Add', 'Delete', 'Replace'] : ['Get'],
+        },
+        LOCAL,
+      );
+    };
+    await ensure(GWMO_ROOT, { format: 'node', acl });
+    await ensure(`${GWMO_ROOT}/Config`, { format: 'node', type: 'urn:oma:mo:oma-gwmo-gwconfig:1.1' });
+    await ensure(`${GWMO_ROOT}/Config/GatewayID`, { format: 'chr', data: this.config.id });
+    await ensure(`${GWMO_ROOT}/Config/SupportedModes`, { format: 'chr', data: 'Transparent/Proxy' });
+    await ensure(`${GWMO_ROOT}/Config/DefaultMode`, { format: 'int', data: '1' });
+    await ensure(`${GWMO_ROOT}/Config/SouthServerID`, { format: 'chr', data: this.config.serverId });
+    await ensure(`${GWMO_ROOT}/Config/SouthServerURI`, { format: 'chr', data: this.south.dmUrl });
+    await ensure(`${GWMO_ROOT}/DeviceInventory`, { format: 'node', type: 'urn:oma:mo:oma-gwmo-deviceinventory:1.1' });
+    await ensure(RECORDS_ROOT, { format: 'node' });
+    await ensure(DEVICES_ROOT, { format: 'node' });
+  }
+
+  /** Writes an association's inventory record and its mount node. */
+  private async writeRecordNodes(rec: AssociationRecord): Promise<void> {
+    const base = `${RECORDS_ROOT}/${rec.key}`;
+    const leaves: [string, string, string][] = [
+      ['DeviceID', 'chr', rec.deviceId],
+      ['ComponentType', 'int', rec.gateway ? '1' : '0'],
+      ['Mode', 'int', String(MODE_VALUE[rec.mode])],
+      ['Protocol', 'chr', rec.protocol],
+      ['Status', 'int', String(STATUS_VALUE[rec.status])],
+      ['TreeURI', 'chr', `${DEVICES_ROOT}/${rec.key}`],
+      ...(rec.serverId ? ([['ServerID', 'chr', rec.serverId]] as [string, string, string][]) : []),
+      ...(rec.firstSeen ? ([['FirstSeen', 'chr', tstamp(rec.firstSeen)]] as [string, string, string][]) : []),
+      ...(rec.lastSeen ? ([['LastSeen', 'chr', tstamp(rec.lastSeen)]] as [string, string, string][]) : []),
+    ];
+    if (!this.tree.hasLocal(base)) await this.tree.add(base, { format: 'node', access: ['Get'] }, LOCAL);
+    for (const [name, format, data] of leaves) {
+      const uri = `${base}/${name}`;
+      if (this.tree.hasLocal(uri)) await this.tree.replace(uri, { format, data }, LOCAL);
+      else await this.tree.add(uri, { format, data, access: ['Get'] }, LOCAL);
+    }
+    const mount = `${DEVICES_ROOT}/${rec.key}`;
+    if (rec.mode !== 'transparent' && !this.tree.hasLocal(mount)) await this.tree.add(mount, { format: 'node', access: ['Get', 'Replace'] }, LOCAL);
+  }
+}
+
+/** ISO 8601 basic UTC (TStamp style, notes §3.8). */
+function tstamp(iso: string): string {
+  return iso.replace(/[-:]/g, '').replace(/\.\d+/, '');
+}
