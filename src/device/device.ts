@@ -257,7 +257,9 @@ export class SimDevice {
   ): Promise<DeviceSessionRecord> {
     // One session at a time: a second trigger waits for the running one (duplicates collapse, §4.1).
     while (this.running) await this.running.catch(() => undefined);
-    const run = this.session(acct, sessionId, initiator, alerts);
+    // Read the account again: the session that just ran may have rotated its nonces.
+    const fresh = (await readAccounts(this.tree)).find((a) => a.serverId === acct.serverId) ?? acct;
+    const run = this.session(fresh, sessionId, initiator, alerts);
     this.running = run;
     try {
       return await run;

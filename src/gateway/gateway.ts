@@ -99,6 +99,7 @@ export class Gateway {
         accounts: [],
       }),
       store,
+      learnRoutes: false,
       logger: log.child('south'),
       onSessionEnded: (deviceId, reason) => gateway?.onSouthSessionEnded(deviceId, reason),
     });

@@ -22,7 +22,9 @@ import type { AssociationStore } from './associations.ts';
 /** Where devices are mounted in the gateway's tree (notes §1.8). */
 export const DEVICES_ROOT = './GwMO/Devices';
 
-const MOUNT_RE = /^(?:\.\/)?GwMO\/Devices\/([^/?]+)(?:[/?].*)?$/;
+// Below a mount point (the device's own nodes). The mount node itself and its properties
+// (`./GwMO/Devices/d0001?prop=ACL`) belong to the gateway: that is where the server sets its rights.
+const MOUNT_RE = /^(?:\.\/)?GwMO\/Devices\/([^/?]+)\/.*$/;
 
 /** Services the proxy needs. */
 export interface ProxyDeps {

@@ -71,6 +71,8 @@ export interface DmServerOptions {
   dataDir?: string;
   store?: Store;
   logger?: Logger;
+  /** Learn routes from inventory alerts (default true; a gateway's southbound server does not route). */
+  learnRoutes?: boolean;
   /** Called when a session ends, with the device and why (a gateway tracks its devices with it). */
   onSessionEnded?: (deviceId: string, reason: string) => void;
   /** Clock for session timers (a SimulatedClock in tests). */
@@ -97,10 +99,12 @@ export class DmServer {
   /** Session ids announced by Package 0 and not yet used: hex id -> deviceId. */
   private readonly announced = new Map<string, string>();
   private readonly sessionEndedHook: ((deviceId: string, reason: string) => void) | undefined;
+  private readonly learnRoutes: boolean;
 
   private constructor(opts: DmServerOptions, store: Store, queue: CommandQueue, ownsStore: boolean) {
     this.config = opts.config;
     this.sessionEndedHook = opts.onSessionEnded;
+    this.learnRoutes = opts.learnRoutes ?? true;
     this.log = opts.logger ?? createLogger('server');
     this.store = store;
     this.ownsStore = ownsStore;
@@ -414,7 +418,7 @@ export class DmServer {
         saveNonces: (id, n) => this.nonces.put(id, n),
         queue: this.queue,
         onDevInfo: (id, info) => this.recordDevInfo(id, info, msg.hdr.sessionID),
-        onAlert: (a) => this.onAlert(deviceId, a),
+        ...(this.learnRoutes ? { onAlert: (a: DeviceAlert) => this.onAlert(deviceId, a) } : {}),
         log: (level, m, fields) => this.log.log(level, m, { ...fields, sessionId: msg.hdr.sessionID }),
         maxMsgSize: this.config.maxMsgSize,
       });

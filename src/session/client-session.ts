@@ -158,6 +158,11 @@ export class ClientSession {
         // Give up, but say so (Alert 1223) so the server closes the session now, not at its idle timeout.
         return this.abort('the server failed to authenticate', 'server-auth-failed');
       }
+      if (commands.length === 0 && msg.final) {
+        // Nothing was asked of us and the server closed its package: there is nobody to answer.
+        this.endReason = 'server-auth-failed';
+        return undefined;
+      }
       const next = nonceToB64(newNonce());
       // The server is not authenticated, so the nonce it must use is ours to choose and store.
       await this.deps.storeNonce('SRVCRED', next);

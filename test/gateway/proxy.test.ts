@@ -31,3 +31,53 @@ describe('proxy mode through one gateway', () => {
     expect((await dev.tree.get('./Vendor/Level', {})).data).toBe('7');
   });
 });
+
+describe('hierarchy', () => {
+  it('the server manages a device through a chain of three gateways, and each gateway through its parents', async () => {
+    d = await startDeployment([{ deviceId: 'gw-a', username: 'gw-a-user', secret: 'gw-a-secret' }]);
+    const a = await addGateway(d, 'gw-a', { kind: 'server', server: d.server }, [proxyAssociation('gw-b', { gateway: true })]);
+    const b = await addGateway(d, 'gw-b', { kind: 'gateway', gateway: a }, [proxyAssociation('gw-c', { gateway: true })]);
+    const c = await addGateway(d, 'gw-c', { kind: 'gateway', gateway: b }, [proxyAssociation('IMEI:700000000000009')]);
+    const dev = await addDevice(d, 'IMEI:700000000000009', { kind: 'gateway', gateway: c }, { encoding: 'wbxml' });
+    await dev.connect();
+    await until(async () => (await d!.server.route('IMEI:700000000000009'))?.mode === 'proxy', 'the route to the deep device');
+    expect(await d.server.route('IMEI:700000000000009')).toMatchObject({
+      via: 'gw-a',
+      prefix: './GwMO/Devices/g0001/GwMO/Devices/g0001/GwMO/Devices/d0001',
+    });
+    expect(await d.server.route('gw-c')).toMatchObject({ via: 'gw-a', prefix: './GwMO/Devices/g0001/GwMO/Devices/g0001' });
+
+    const get = await operate(d.server, 'IMEI:700000000000009', { cmd: 'Get', uri: './Vendor?list=StructData' });
+    expect(get.status, JSON.stringify(get)).toBe(200);
+    expect(get.results.map((r: { uri: string }) => r.uri)).toEqual(['./Vendor', './Vendor/Name', './Vendor/Level']);
+    const rep = await operate(d.server, 'IMEI:700000000000009', { cmd: 'Replace', uri: './Vendor/Name', value: 'deep' });
+    expect(rep.status).toBe(200);
+    expect((await dev.tree.get('./Vendor/Name', {})).data).toBe('deep');
+
+    // A gateway managed through other gateways (HLF-009): read gw-c's own DevInfo through gw-a and gw-b.
+    const gc = await operate(d.server, 'gw-c', { cmd: 'Get', uri: './GwMO/Config/GatewayID' });
+    expect(gc.results).toEqual([{ uri: './GwMO/Config/GatewayID', format: 'chr', data: 'gw-c' }]);
+    void b;
+  });
+});
+
+describe('authorization on the gateway', () => {
+  it('refuses a command the mount ACL does not allow (425) and never sends it to the device', async () => {
+    d = await startDeployment([{ deviceId: 'gw-1', username: 'gw-1-user', secret: 'gw-1-secret' }]);
+    const gw = await addGateway(d, 'gw-1', { kind: 'server', server: d.server }, [proxyAssociation('IMEI:700000000000002')]);
+    const dev = await addDevice(d, 'IMEI:700000000000002', { kind: 'gateway', gateway: gw });
+    await dev.connect();
+    await until(async () => (await d!.server.route('IMEI:700000000000002'))?.mode === 'proxy', 'the route');
+    // The server restricts itself on this device to Get (PMode-004: ACL on the mount node, set by the server through DM).
+    const acl = await operate(d.server, 'gw-1', { cmd: 'Replace', uri: './GwMO/Devices/d0001?prop=ACL', value: `Get=${d.server.config.serverId}` });
+    expect(acl.status, JSON.stringify(acl)).toBe(200);
+    const sessionsBefore = dev.sessions.length;
+    const rep = await operate(d.server, 'IMEI:700000000000002', { cmd: 'Replace', uri: './Vendor/Level', value: '9', format: 'int' });
+    expect(rep.status).toBe(425);
+    expect((await dev.tree.get('./Vendor/Level', {})).data).toBe('3');
+    expect(dev.sessions.length).toBe(sessionsBefore);
+    expect(d.logs['gw-1']!.some((l) => l.includes('refused') && l.includes('lacks Replace'))).toBe(true);
+    const get = await operate(d.server, 'IMEI:700000000000002', { cmd: 'Get', uri: './Vendor/Level' });
+    expect(get.status).toBe(200);
+  });
+});

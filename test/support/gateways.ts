@@ -140,6 +140,6 @@ export async function operate(server: DmServer, deviceId: string, body: Record<s
     body: JSON.stringify({ timeout: 30, ...body }),
     headers: { 'content-type': 'application/json' },
   });
-  const json = await res.json();
+  const json = (await res.json()) as Record<string, unknown>;
   return { http: res.status, ...json };
 }
