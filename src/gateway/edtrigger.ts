@@ -56,7 +56,7 @@ export async function createEdTriggerPlugin(section: Section<TriggerRecord>, del
       if (!t) return undefined;
       switch (rest) {
         case '':
-          return { format: 'node', access: ['Get', 'Delete'] };
+          return { format: 'node', access: ['Get', 'Add', 'Delete'] };
         case 'DeviceID':
           return t.deviceId === undefined ? undefined : { format: 'chr', data: t.deviceId, access: ['Get', 'Replace'] };
         case 'Pkg0':
