@@ -10,6 +10,8 @@ import { GwError, describeError } from '../errors.ts';
 import { createLogger } from '../log.ts';
 import { serverConfigSchema } from '../server/config.ts';
 import { DmServer } from '../server/server.ts';
+import { gatewayConfigSchema } from '../gateway/config.ts';
+import { Gateway } from '../gateway/gateway.ts';
 import { DEFAULT_SERVER, callApi, statusText, table } from './client.ts';
 import { runDemo } from './demo.ts';
 
@@ -25,6 +27,7 @@ program
 Examples:
   $ gwmo demo                                   run a server and three devices and show a management session
   $ gwmo server --config server.yaml --data ./data/server
+  $ gwmo gateway --config gateway.yaml --data ./data/gw1
   $ gwmo device --config device.yaml --connect
   $ gwmo get IMEI:493005100592800 ./DevInfo/Mod
   $ gwmo replace IMEI:493005100592800 ./Vendor/Name kitchen --json`,
@@ -33,9 +36,16 @@ Examples:
 const logOptions = (cmd: Command): Command =>
   cmd.option('--log-json', 'log JSON lines instead of readable text').addOption(new Option('--log-level <level>', 'log level').choices(['debug', 'info', 'warn', 'error']).default('info'));
 
+/** Resolves on Ctrl-C or SIGTERM; a clean shutdown that takes longer than 5 s (or a second signal) exits anyway. */
 function waitForSignal(): Promise<void> {
   return new Promise((resolve) => {
-    const done = (): void => resolve();
+    const done = (): void => {
+      const force = (): never => process.exit(130);
+      setTimeout(force, 5000).unref();
+      process.once('SIGINT', force);
+      process.once('SIGTERM', force);
+      resolve();
+    };
     process.once('SIGINT', done);
     process.once('SIGTERM', done);
   });
@@ -85,6 +95,23 @@ logOptions(
   if (opts.connect) await device.connect();
   await waitForSignal();
   await device.stop();
+});
+
+logOptions(
+  program
+    .command('gateway')
+    .description('run a DM gateway (DM client to its parent, DM server to its proxy-mode devices and child gateways)')
+    .requiredOption('-c, --config <file>', 'gateway.yaml (id, parent, listen, path, serverId, serverSecret, serverAuthType, devices)')
+    .option('-d, --data <dir>', 'data directory (LevelDB); overrides `data:` in the config')
+    .addHelpText('after', '\nExample:\n  $ gwmo gateway --config examples/gateway.yaml --data .data/gw1'),
+).action(async (opts: { config: string; data?: string; logJson?: boolean; logLevel: 'info' }) => {
+  const config = await loadConfig(opts.config, gatewayConfigSchema);
+  const logger = createLogger('gateway', { json: !!opts.logJson, level: opts.logLevel }).child(config.id);
+  const gateway = await Gateway.create({ config, ...(opts.data ? { dataDir: opts.data } : {}), logger });
+  await gateway.start();
+  process.stdout.write(`Gateway ${config.id}: southbound DM endpoint ${gateway.southUrl}\nPackage 0 listener ${gateway.north.notifyUrl}\n`);
+  await waitForSignal();
+  await gateway.stop();
 });
 
 /** Common options of the operator commands. */
@@ -201,8 +228,8 @@ program
       process.stdout.write(JSON.stringify(json, null, 2) + '\n');
       return;
     }
-    const rows = json.devices.map((d: any) => [d.deviceId, d.devInfo?.Man, d.devInfo?.Mod, d.sessions, d.pending, d.lastSessionAt]);
-    process.stdout.write(table(['device', 'man', 'model', 'sessions', 'pending', 'last session'], rows) + '\n');
+    const rows = json.devices.map((d: any) => [d.deviceId, d.devInfo?.Mod, d.via ? `${d.via} (${d.mode ?? '?'})` : 'direct', d.sessions, d.pending, d.lastSessionAt]);
+    process.stdout.write(table(['device', 'model', 'route', 'sessions', 'pending', 'last session'], rows) + '\n');
   });
 
 program

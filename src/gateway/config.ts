@@ -24,7 +24,7 @@ export const associationConfigSchema = z
     /** Proxy mode: the credentials the device uses towards the gateway. */
     username: z.string().min(1).optional(),
     secret: z.string().min(1).optional(),
-    authType: authTypeSchema.default('md5' as never),
+    authType: authTypeSchema.default('syncml:auth-md5' as const),
     /** Where the device listens for Package 0 (transparent mode: needed; proxy: optional, the device may report it). */
     notify: z.string().url().optional(),
     /** Transparent mode: the ServerID of the DM server that manages the device directly. */
@@ -49,9 +49,9 @@ export const gatewayConfigSchema = z.object({
     serverId: z.string().min(1),
     username: z.string().min(1),
     secret: z.string().min(1),
-    authType: authTypeSchema.default('md5' as never),
+    authType: authTypeSchema.default('syncml:auth-md5' as const),
     serverSecret: z.string().min(1),
-    serverAuthType: authTypeSchema.default('md5' as never),
+    serverAuthType: authTypeSchema.default('syncml:auth-md5' as const),
   }),
   /** Southbound DM endpoint for proxy-mode devices and child gateways. */
   listen: z.union([z.string(), z.number()]).default('127.0.0.1:0'),
@@ -59,7 +59,7 @@ export const gatewayConfigSchema = z.object({
   /** The server identity the gateway presents to its devices. */
   serverId: z.string().min(1),
   serverSecret: z.string().min(1),
-  serverAuthType: authTypeSchema.default('md5' as never),
+  serverAuthType: authTypeSchema.default('syncml:auth-md5' as const),
   /** Northbound Package 0 listener. */
   notify: z
     .object({ listen: z.union([z.string(), z.number()]).default('127.0.0.1:0'), path: z.string().startsWith('/').default('/notify') })

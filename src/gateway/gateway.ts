@@ -13,7 +13,7 @@ import { SimDevice } from '../device/device.ts';
 import { genericAlert } from '../session/client-session.ts';
 import { prefixUri } from '../session/route.ts';
 import { serverConfigSchema } from '../server/config.ts';
-import { DmServer, INVENTORY_ALERTS, NOTIFICATION_CONTENT_TYPE } from '../server/server.ts';
+import { DEFERRED_RESULT, DmServer, INVENTORY_ALERTS, NOTIFICATION_CONTENT_TYPE } from '../server/server.ts';
 import type { DeviceAlert } from '../server/queue.ts';
 import { openStore, type Section, type Store } from '../store/store.ts';
 import { LOCAL, type DmTree } from '../tree/tree.ts';
@@ -30,7 +30,7 @@ export const GWMO_ROOT = './GwMO';
 /** Inventory records (notes §1.3). */
 export const RECORDS_ROOT = './GwMO/DeviceInventory/Records';
 /** Generic Alert type of a proxied command finished after a 202 (PROPOSED). */
-export const DEFERRED_RESULT_ALERT = 'urn:oma:at:gwmo:1.1:DeferredResult';
+export const DEFERRED_RESULT_ALERT = DEFERRED_RESULT;
 
 /** An alert waiting to be delivered northbound (durable: store-and-forward). */
 interface PendingAlert {
@@ -156,7 +156,10 @@ export class Gateway {
     for (const cfg of this.config.devices) await this.associate(cfg);
     this.south.queue.events.on('alert', (a: DeviceAlert) => void this.onSouthAlert(a));
     this.log.info(`gateway ${this.config.id} running`, { south: this.south.dmUrl, north: this.config.parent.url, devices: this.associations.all().length });
-    await this.flushAlerts();
+    // Always call in at start: the parent learns where this gateway listens now (its Package 0
+    // address may have changed across a restart) and gets any alerts kept from before. Not awaited:
+    // that session may carry commands for devices that are still coming up.
+    void this.flushAlerts(true);
   }
 
   /** URL of the southbound DM endpoint (what proxy-mode devices and child gateways use). */
@@ -267,7 +270,7 @@ export class Gateway {
   }
 
   /** Delivers pending alerts in one client-initiated session; retried later on failure. */
-  async flushAlerts(): Promise<void> {
+  async flushAlerts(always = false): Promise<void> {
     if (this.stopped) return;
     if (this.flushing) {
       await this.flushing;
@@ -275,7 +278,7 @@ export class Gateway {
     }
     const run = (async () => {
       const pending = await this.outbox.entries();
-      if (!pending.length) return;
+      if (!pending.length && !always) return;
       const alerts = pending.map(([, p]) => genericAlert(p.items, p.correlator));
       const r = await this.north.connect({ alerts }).catch((err: unknown) => ({ ok: false, reason: describeError(err) }));
       if (r.ok) {
@@ -284,7 +287,7 @@ export class Gateway {
       }
       this.log.warn(`cannot reach the parent (${r.reason}); ${pending.length} alert(s) kept for later`);
       clearTimeout(this.retryTimer);
-      if (!this.stopped) this.retryTimer = setTimeout(() => void this.flushAlerts(), 5000).unref();
+      if (!this.stopped) this.retryTimer = setTimeout(() => void this.flushAlerts(always), 5000).unref();
     })();
     this.flushing = run;
     try {

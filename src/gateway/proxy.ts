@@ -134,7 +134,11 @@ export function createGatewayExecutor(deps: ProxyDeps): CommandExecutor {
     const { cmdID: _drop, ...rest } = c;
     void _drop;
     const local = mapCommandUris(rest as Outgoing, (u) => stripPrefix(mount, u));
-    const entry = await south.queue.enqueue(rec.deviceId, local);
+    // The same command still pending for the device (the server re-sent it after a restart or a
+    // lost session): wait for that one instead of sending it twice.
+    const same = JSON.stringify(local);
+    const entry =
+      (await south.queue.pending(rec.deviceId)).find((e) => JSON.stringify(e.command) === same) ?? (await south.queue.enqueue(rec.deviceId, local));
     await south.notify(rec.deviceId).catch((err: unknown) => log.warn(`cannot wake ${rec.deviceId}: ${describeError(err)}`));
     const done = await south.queue.waitFor(rec.deviceId, entry.id, deps.timeoutMs);
     if (!done?.outcome) {

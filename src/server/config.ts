@@ -14,7 +14,7 @@ export const accountSchema = z.object({
   username: z.string().min(1),
   secret: z.string().min(1),
   /** What the client must use to authenticate itself. */
-  authType: authType.default('md5' as never),
+  authType: authType.default('syncml:auth-md5' as const),
   /** Overrides the server secret for this client (the spec asks for one per client). */
   serverSecret: z.string().min(1).optional(),
   /** Overrides how the server authenticates itself to this client. */
@@ -33,7 +33,7 @@ export const serverConfigSchema = z
     path: z.string().startsWith('/').default('/dm'),
     serverId: z.string().min(1),
     serverSecret: z.string().min(1),
-    serverAuthType: authType.default('md5' as never),
+    serverAuthType: authType.default('syncml:auth-md5' as const),
     /** Largest message the server accepts and announces as its MaxMsgSize. */
     maxMsgSize: z.number().int().min(1024).default(64 * 1024),
     /** Seconds a session may stay idle between messages. */

@@ -45,7 +45,11 @@ export interface QueueEntry {
   /** Marks commands the server queues for itself (e.g. reading a gateway's inventory record). */
   tag?: string;
   command: Outgoing;
-  state: 'queued' | 'sent' | 'done';
+  /**
+   * queued → sent → done; `accepted` when a gateway answered 202 for a device behind it: the
+   * result follows in a DeferredResult alert, and the command is not sent again meanwhile.
+   */
+  state: 'queued' | 'sent' | 'accepted' | 'done';
   createdAt: string;
   sentAt?: string;
   sessionId?: string;
@@ -126,7 +130,23 @@ export class CommandQueue {
 
   /** Entries still to deliver (queued, or sent in a session that ended without a final status). */
   async pending(deviceId: string): Promise<QueueEntry[]> {
-    return (await this.list(deviceId)).filter((e) => e.state !== 'done');
+    return (await this.list(deviceId)).filter((e) => e.state !== 'done' && e.state !== 'accepted');
+  }
+
+  /** Entries routed through `via` that a gateway accepted (202) and whose result is still to come. */
+  async accepted(via: string): Promise<QueueEntry[]> {
+    const out: QueueEntry[] = [];
+    for (const [key, deviceId] of await this.via.entries(`${via}\u0000`)) {
+      const e = await this.get(deviceId, key.slice(key.indexOf('\u0000') + 1));
+      if (e?.state === 'accepted') out.push(e);
+    }
+    return out;
+  }
+
+  /** Marks an entry as accepted for processing by the gateway that carries it. */
+  async markAccepted(entry: QueueEntry): Promise<void> {
+    entry.state = 'accepted';
+    await this.entries.put(`${entry.deviceId}\u0000${entry.id}`, entry);
   }
 
   /**
@@ -138,7 +158,7 @@ export class CommandQueue {
     const routed: QueueEntry[] = [];
     for (const [key, deviceId] of await this.via.entries(`${sessionDeviceId}\u0000`)) {
       const e = await this.get(deviceId, key.slice(key.indexOf('\u0000') + 1));
-      if (e && e.state !== 'done') routed.push(e);
+      if (e && e.state !== 'done' && e.state !== 'accepted') routed.push(e);
     }
     return [...own, ...routed].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }

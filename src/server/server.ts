@@ -21,6 +21,7 @@ import { dmServerMachine, type SessionMessageEvent } from '../../machines/server
 import type { AccountConfig, ServerConfig } from './config.ts';
 import { CommandQueue, type DeviceAlert, type QueueEntry } from './queue.ts';
 import type { Outgoing } from '../session/common.ts';
+import { mapItems, prefixUri, stripPrefix } from '../session/route.ts';
 import { handleApi } from './api.ts';
 
 /** What the server remembers of a device between sessions. */
@@ -60,6 +61,9 @@ export const INVENTORY_ALERTS = {
   detached: 'urn:oma:at:gwmo:1.1:DeviceDetached',
   changed: 'urn:oma:at:gwmo:1.1:DeviceChanged',
 } as const;
+
+/** Generic Alert type of a proxied command's late result (PROPOSED; the gateway's DEFERRED_RESULT_ALERT). */
+export const DEFERRED_RESULT = 'urn:oma:at:gwmo:1.1:DeferredResult';
 
 const RECORD_RE = /^(.*?)\/?GwMO\/DeviceInventory\/Records\/([^/]+)$/;
 const MODE_NAMES = ['transparent', 'proxy', 'adaptation'] as const;
@@ -218,8 +222,12 @@ export class DmServer {
     return this.queue.enqueue(deviceId, command, { via: r.via, prefix: r.prefix });
   }
 
-  /** Learns routes from a gateway's inventory alerts (DeviceAttached/Detached/Changed). */
+  /** Learns routes from a gateway's inventory alerts (DeviceAttached/Detached/Changed); completes deferred results. */
   private async onAlert(gatewayId: string, alert: DeviceAlert): Promise<void> {
+    if (alert.items[0]?.meta?.type?.toLowerCase() === DEFERRED_RESULT.toLowerCase()) {
+      await this.onDeferredResult(gatewayId, alert);
+      return;
+    }
     for (const it of alert.items) {
       const type = (it.meta?.type ?? '').toLowerCase();
       const kind = type === INVENTORY_ALERTS.attached.toLowerCase() ? 'attached'
@@ -258,6 +266,31 @@ export class DmServer {
         await this.queue.enqueue(gatewayId, { kind: 'Get', items: [{ target: { locURI: `${route.recordUri}/Mode` } }] }, undefined, `route-mode:${deviceId}`);
       }
     }
+  }
+
+  /**
+   * A gateway's DeferredResult (PROPOSED, docs/gateway.md): the first item's Source is the command's
+   * target under the device's mount and its Data the final status; further items are results.
+   */
+  private async onDeferredResult(gatewayId: string, alert: DeviceAlert): Promise<void> {
+    const [head, ...rest] = alert.items;
+    const source = head?.source?.locURI;
+    if (!source) return;
+    for (const e of await this.queue.accepted(gatewayId)) {
+      const route = e.route!;
+      const target = 'items' in e.command ? e.command.items[0]?.target?.locURI : undefined;
+      if (target === undefined || prefixUri(route.prefix, target) !== source) continue;
+      const status = Number(typeof head.data === 'string' ? head.data : '500') || 500;
+      const results = mapItems(rest, (u) => stripPrefix(route.prefix, u)).map((it) => {
+        const meta = { ...(it.meta ?? {}) };
+        delete meta.type;
+        return Object.keys(meta).length ? { ...it, meta } : (({ meta: _m, ...x }) => x)(it);
+      });
+      await this.queue.complete(e, { status, statuses: [{ path: [], cmd: e.command.kind, ...(target ? { target } : {}), status }], results });
+      this.log.info(`deferred result for ${e.deviceId} from ${gatewayId}: ${status}`, { entry: e.id });
+      return;
+    }
+    this.log.warn(`deferred result from ${gatewayId} for ${source} matches no accepted command`);
   }
 
   private async onModeRead(deviceId: string, e: QueueEntry): Promise<void> {

@@ -466,6 +466,13 @@ export class ServerSession {
         statuses: t.statuses.map((x) => (x.target !== undefined ? { ...x, target: unmap(x.target) } : x)),
         results: route ? mapItems(t.results, unmap) : t.results,
       };
+      if (route && outcome.status === 202) {
+        // The gateway accepted it for a device it could not reach in time: the result follows in a
+        // DeferredResult alert (src/server/server.ts), so it is neither done nor sent again.
+        await this.deps.queue.markAccepted(t.entry);
+        this.deps.log('info', `${t.entry.command.kind} for ${t.entry.deviceId} accepted by ${this.deviceId}; result to follow`, { entry: t.entry.id });
+        continue;
+      }
       await this.deps.queue.complete(t.entry, outcome);
       this.deps.log('info', `${t.entry.command.kind} ${describeTarget(t.entry.command)} on ${this.deviceId}: ${outcome.status}`, {
         entry: t.entry.id,

@@ -81,3 +81,25 @@ describe('authorization on the gateway', () => {
     expect(get.status).toBe(200);
   });
 });
+
+describe('store and forward for unreachable devices', () => {
+  it('answers 202 when the device does not answer in time, and the result follows as a DeferredResult', async () => {
+    d = await startDeployment([{ deviceId: 'gw-1', username: 'gw-1-user', secret: 'gw-1-secret' }]);
+    const gw = await addGateway(d, 'gw-1', { kind: 'server', server: d.server }, [proxyAssociation('IMEI:700000000000003')], { proxyTimeout: 0.5 });
+    const dev = await addDevice(d, 'IMEI:700000000000003', { kind: 'gateway', gateway: gw });
+    await dev.connect();
+    await until(async () => (await d!.server.route('IMEI:700000000000003'))?.mode === 'proxy', 'the route');
+    await dev.stop(); // now unreachable: its Package 0 listener is gone
+    d.devices.splice(d.devices.indexOf(dev), 1);
+    const queued = await operate(d.server, 'IMEI:700000000000003', { cmd: 'Get', uri: './Vendor/Level', wait: false });
+    const entryUrl = `${d.server.url}/api/devices/${encodeURIComponent('IMEI:700000000000003')}/commands/${queued.id}`;
+    await until(async () => ((await (await fetch(entryUrl)).json()) as { state: string }).state === 'accepted', 'the gateway to accept it (202)');
+    expect(d.logs['gw-1']!.some((l) => l.includes('still pending after 500 ms; answering 202'))).toBe(true);
+    // The device comes back (same tree store) and calls its gateway: the result travels up.
+    const back = await addDevice(d, 'IMEI:700000000000003', { kind: 'gateway', gateway: gw });
+    await back.connect();
+    await until(async () => ((await (await fetch(entryUrl)).json()) as { state: string }).state === 'done', 'the deferred result');
+    const done = (await (await fetch(entryUrl)).json()) as any;
+    expect(done).toMatchObject({ status: 200, results: [{ uri: './Vendor/Level', data: '3', format: 'int' }] });
+  });
+});
