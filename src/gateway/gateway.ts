@@ -21,7 +21,7 @@ import type { Item } from '../codec/model.ts';
 import { gatewayMachine } from '../../machines/gateway.ts';
 import type { AssociationInput } from '../../machines/association.ts';
 import { AssociationStore, STATUS_VALUE, type AssociationRecord } from './associations.ts';
-import { MODE_VALUE, type AssociationConfig, type GatewayConfig } from './config.ts';
+import { MODE_VALUE, associationConfigSchema, type AssociationConfig, type GatewayConfig } from './config.ts';
 import { EDTRIGGER_ROOT, createEdTriggerPlugin, type TriggerRecord } from './edtrigger.ts';
 import { DEVICES_ROOT, createGatewayExecutor, deferredItems } from './proxy.ts';
 
@@ -266,7 +266,9 @@ export class Gateway {
   private async queueAlert(p: PendingAlert): Promise<void> {
     const key = String(++this.outboxSeq).padStart(10, '0') + '-' + Date.now().toString(36);
     await this.outbox.put(key, p);
-    await this.flushAlerts();
+    // Not awaited: this may run inside a northbound session (an Exec from the parent), and the
+    // delivering session can only start after that one ends.
+    void this.flushAlerts();
   }
 
   /** Delivers pending alerts in one client-initiated session; retried later on failure. */
@@ -351,6 +353,51 @@ export class Gateway {
     await ensure(`${GWMO_ROOT}/DeviceInventory`, { format: 'node', type: 'urn:oma:mo:oma-gwmo-deviceinventory:1.1' });
     await ensure(RECORDS_ROOT, { format: 'node' });
     await ensure(DEVICES_ROOT, { format: 'node' });
+    await ensure(`${GWMO_ROOT}/DeviceInventory/Operations`, { format: 'node' });
+    for (const op of ['Associate', 'Remove']) {
+      const uri = `${GWMO_ROOT}/DeviceInventory/Operations/${op}`;
+      if (!this.tree.hasLocal(uri)) await this.tree.add(uri, { format: 'null', access: ['Exec'] }, LOCAL);
+    }
+    this.tree.onExec(`${GWMO_ROOT}/DeviceInventory/Operations/Associate`, (req) => this.execAssociate(req.data));
+    this.tree.onExec(`${GWMO_ROOT}/DeviceInventory/Operations/Remove`, (req) => this.execRemove(req.data));
+  }
+
+  /**
+   * HLF-003 / PMode-003 (PROPOSED interface, docs/gateway.md): the server provisions a new device
+   * with its credentials; Data is a query string, e.g.
+   * `DeviceID=IMEI:1&Mode=proxy&AAuthName=dev1&AAuthSecret=s3cret&AAuthType=md5`.
+   */
+  private async execAssociate(data: string | Uint8Array | undefined): Promise<{ status: number; data?: string }> {
+    const q = new URLSearchParams(typeof data === 'string' ? data : Buffer.from(data ?? new Uint8Array()).toString('utf8'));
+    const parsed = associationConfigSchema.safeParse({
+      deviceId: q.get('DeviceID') ?? undefined,
+      mode: (q.get('Mode') ?? 'proxy').toLowerCase(),
+      gateway: q.get('Gateway') === '1' || q.get('ComponentType') === '1',
+      ...(q.get('AAuthName') ? { username: q.get('AAuthName') } : {}),
+      ...(q.get('AAuthSecret') ? { secret: q.get('AAuthSecret') } : {}),
+      ...(q.get('AAuthType') ? { authType: q.get('AAuthType') } : {}),
+      ...(q.get('Notify') ? { notify: q.get('Notify') } : {}),
+      ...(q.get('ServerID') ? { serverId: q.get('ServerID') } : {}),
+    });
+    if (!parsed.success) {
+      this.log.warn(`Associate refused: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+      return { status: 400 };
+    }
+    const rec = await this.associate(parsed.data);
+    return { status: 200, data: rec.key };
+  }
+
+  /** Forgets a device (Data = its DeviceID); it is reported detached. */
+  private async execRemove(data: string | Uint8Array | undefined): Promise<{ status: number }> {
+    const id = typeof data === 'string' ? data.trim() : '';
+    const rec = await this.associations.remove(id);
+    if (!rec) return { status: 404 };
+    this.actor.send({ type: 'association.remove', deviceId: id });
+    this.south.removeAccount(id);
+    for (const uri of [`${RECORDS_ROOT}/${rec.key}`, `${DEVICES_ROOT}/${rec.key}`]) if (this.tree.hasLocal(uri)) await this.tree.delete(uri, LOCAL);
+    await this.queueAlert({ items: [this.inventoryAlertItem(rec, INVENTORY_ALERTS.detached)], at: new Date().toISOString() });
+    this.log.info(`removed ${id} (${rec.key})`);
+    return { status: 200 };
   }
 
   /** Writes an association's inventory record and its mount node. */

@@ -103,3 +103,65 @@ describe('store and forward for unreachable devices', () => {
     expect(done).toMatchObject({ status: 200, results: [{ uri: './Vendor/Level', data: '3', format: 'int' }] });
   });
 });
+
+describe('provisioning', () => {
+  it('a new device added by the server with its credentials becomes manageable (HLF-003, PMode-003)', async () => {
+    d = await startDeployment([{ deviceId: 'gw-1', username: 'gw-1-user', secret: 'gw-1-secret' }]);
+    const gw = await addGateway(d, 'gw-1', { kind: 'server', server: d.server });
+    const NEW = 'IMEI:700000000000042';
+    const assoc = await operate(d.server, 'gw-1', {
+      cmd: 'Exec',
+      uri: './GwMO/DeviceInventory/Operations/Associate',
+      value: `DeviceID=${NEW}&Mode=proxy&AAuthName=${NEW}-user&AAuthSecret=${NEW}-secret&AAuthType=md5`,
+    });
+    expect(assoc.status, JSON.stringify(assoc)).toBe(200);
+    await until(async () => (await d!.server.route(NEW))?.mode === 'proxy', 'the new device to be announced');
+    // The device was never bootstrapped with this server; it only knows its gateway.
+    const dev = await addDevice(d, NEW, { kind: 'gateway', gateway: gw });
+    await dev.connect();
+    const get = await operate(d.server, NEW, { cmd: 'Get', uri: './DevInfo/DevId' });
+    expect(get.results).toEqual([{ uri: './DevInfo/DevId', format: 'chr', data: NEW }]);
+    // A malformed provisioning request is refused with 400 and creates nothing.
+    const bad = await operate(d.server, 'gw-1', { cmd: 'Exec', uri: './GwMO/DeviceInventory/Operations/Associate', value: 'Mode=proxy' });
+    expect(bad.status).toBe(400);
+    expect(gw.associations.all()).toHaveLength(1);
+    // Removal: the device is forgotten and reported detached.
+    const rm = await operate(d.server, 'gw-1', { cmd: 'Exec', uri: './GwMO/DeviceInventory/Operations/Remove', value: NEW });
+    expect(rm.status).toBe(200);
+    await until(async () => (await d!.server.route(NEW))?.attached === false, 'the removal to be reported');
+  });
+});
+
+describe('nomadic devices', () => {
+  it('a device that moves from gateway 1 to gateway 2 stays manageable; its pending commands follow it', async () => {
+    const NOMAD = 'IMEI:700000000000077';
+    d = await startDeployment([
+      { deviceId: 'gw-1', username: 'gw-1-user', secret: 'gw-1-secret' },
+      { deviceId: 'gw-2', username: 'gw-2-user', secret: 'gw-2-secret' },
+    ]);
+    const g1 = await addGateway(d, 'gw-1', { kind: 'server', server: d.server }, [proxyAssociation(NOMAD)]);
+    const g2 = await addGateway(d, 'gw-2', { kind: 'server', server: d.server });
+    const atG1 = await addDevice(d, NOMAD, { kind: 'gateway', gateway: g1 });
+    await atG1.connect();
+    await until(async () => (await d!.server.route(NOMAD))?.via === 'gw-1' && (await d!.server.route(NOMAD))?.mode === 'proxy', 'route via gw-1');
+    expect((await operate(d.server, NOMAD, { cmd: 'Get', uri: './Vendor/Name' })).status).toBe(200);
+
+    // It leaves gw-1 (its listener goes away) while a command is queued for it.
+    await atG1.stop();
+    d.devices.splice(d.devices.indexOf(atG1), 1);
+    const pending = await operate(d.server, NOMAD, { cmd: 'Replace', uri: './Vendor/Name', value: 'travelled', wait: false, notify: false });
+
+    // It arrives at gw-2: gw-2 associates it (bootstrapped to gw-2) and reports it; the server's view follows the move.
+    await g2.associate({ deviceId: NOMAD, mode: 'proxy', gateway: false, username: `${NOMAD}-user`, secret: `${NOMAD}-secret`, authType: 'syncml:auth-md5' });
+    await until(async () => (await d!.server.route(NOMAD))?.via === 'gw-2', 'the route to follow the move');
+    // The device as bootstrapped by gw-2: its DM account now names gw-2's southbound server.
+    const atG2 = await addDevice(d, NOMAD, { kind: 'gateway', gateway: g2 }, { dataSuffix: '-at-gw-2' });
+    await atG2.connect();
+    const get = await operate(d.server, NOMAD, { cmd: 'Get', uri: './Vendor/Name' });
+    expect(get.status).toBe(200);
+    const entry = (await (await fetch(`${d.server.url}/api/devices/${encodeURIComponent(NOMAD)}/commands/${pending.id}`)).json()) as any;
+    expect(entry).toMatchObject({ state: 'done', status: 200 });
+    expect(get.results[0].data).toBe('travelled');
+    expect(d.logs.server!.some((l) => l.includes(`${NOMAD} moved from gw-1`))).toBe(true);
+  });
+});

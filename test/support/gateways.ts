@@ -99,7 +99,7 @@ export function proxyAssociation(deviceId: string, opts: { gateway?: boolean } =
 }
 
 /** Creates and starts a simulated DM device under a gateway (proxy mode) or the server (direct). */
-export async function addDevice(d: Deployment, deviceId: string, parent: Parent, opts: { encoding?: 'xml' | 'wbxml'; nodes?: unknown[]; notify?: string } = {}): Promise<SimDevice> {
+export async function addDevice(d: Deployment, deviceId: string, parent: Parent, opts: { encoding?: 'xml' | 'wbxml'; nodes?: unknown[]; notify?: string; dataSuffix?: string } = {}): Promise<SimDevice> {
   const l = memoryLogger(deviceId);
   d.logs[deviceId] = l.lines;
   const p = parentOf(parent, `${deviceId}-user`, `${deviceId}-secret`);
@@ -116,7 +116,7 @@ export async function addDevice(d: Deployment, deviceId: string, parent: Parent,
         { uri: './Vendor/Level', value: '3', format: 'int' },
       ],
     }),
-    dataDir: join(d.dir, deviceId.replace(/[^A-Za-z0-9]/g, '_')),
+    dataDir: join(d.dir, deviceId.replace(/[^A-Za-z0-9]/g, '_') + (opts.dataSuffix ?? '')),
     logger: l.logger,
   });
   await dev.start();
