@@ -9,7 +9,7 @@ import { createActor, type Actor } from 'xstate';
 import { GwError, describeError } from '../errors.ts';
 import { createLogger, type Logger } from '../log.ts';
 import { deviceConfigSchema } from '../device/config.ts';
-import { SimDevice } from '../device/device.ts';
+import { SimDevice, type CommandExecutor } from '../device/device.ts';
 import { genericAlert } from '../session/client-session.ts';
 import { prefixUri } from '../session/route.ts';
 import { serverConfigSchema } from '../server/config.ts';
@@ -17,11 +17,13 @@ import { DEFERRED_RESULT, DmServer, INVENTORY_ALERTS, NOTIFICATION_CONTENT_TYPE 
 import type { DeviceAlert } from '../server/queue.ts';
 import { openStore, type Section, type Store } from '../store/store.ts';
 import { LOCAL, type DmTree } from '../tree/tree.ts';
-import type { Item } from '../codec/model.ts';
+import type { Item, OperationCommand } from '../codec/model.ts';
+import { cmdStatus } from '../session/common.ts';
+import type { Reply } from '../tree/executor.ts';
 import { gatewayMachine } from '../../machines/gateway.ts';
 import type { AssociationInput } from '../../machines/association.ts';
 import { AssociationStore, STATUS_VALUE, type AssociationRecord } from './associations.ts';
-import { MODE_VALUE, associationConfigSchema, type AssociationConfig, type GatewayConfig } from './config.ts';
+import { MODES, MODE_VALUE, associationConfigSchema, type AssociationConfig, type GatewayConfig } from './config.ts';
 import { EDTRIGGER_ROOT, createEdTriggerPlugin, type TriggerRecord } from './edtrigger.ts';
 import { DEVICES_ROOT, createGatewayExecutor, deferredItems } from './proxy.ts';
 
@@ -128,9 +130,10 @@ export class Gateway {
     return this.north.tree;
   }
 
-  private executorImpl: ReturnType<typeof createGatewayExecutor> | undefined;
-  private get executor(): ReturnType<typeof createGatewayExecutor> {
-    this.executorImpl ??= createGatewayExecutor({
+  private executorImpl: CommandExecutor | undefined;
+  /** Runs the parent's commands: proxy forwarding, the local tree, then mode switches that succeeded. */
+  private get executor(): CommandExecutor {
+    this.executorImpl ??= this.withModeSwitch(createGatewayExecutor({
       tree: this.tree,
       associations: this.associations,
       south: this.south,
@@ -139,8 +142,48 @@ export class Gateway {
       onDeferred: (mount, original, entry) => {
         void this.queueAlert({ items: deferredItems(mount, original, entry, DEFERRED_RESULT_ALERT), at: new Date().toISOString() });
       },
-    });
+    }));
     return this.executorImpl;
+  }
+
+  /**
+   * GwMO-MOO-001: the server switches a device's mode with `Replace .../Records/<x>/Mode` (0
+   * transparent, 1 proxy, 2 adaptation). The leaf is written by the tree; a successful Replace is
+   * then applied to the association (record, southbound account, actor). A child gateway cannot be
+   * put in adaptation mode (MOO-002): that Replace is undone and logged.
+   */
+  private withModeSwitch(inner: CommandExecutor): CommandExecutor {
+    const re = /^(?:\.\/)?GwMO\/DeviceInventory\/Records\/([^/]+)\/Mode$/;
+    /** The association and requested mode of a Replace of a Mode leaf, if that is what `c` is. */
+    const modeChange = (c: OperationCommand): { rec: AssociationRecord; value: string } | undefined => {
+      if (c.kind !== 'Replace' || c.items.length !== 1) return undefined;
+      const key = re.exec(c.items[0]!.target?.locURI ?? '')?.[1];
+      const rec = key ? this.associations.byKey(key) : undefined;
+      const d = c.items[0]!.data;
+      return rec ? { rec, value: typeof d === 'string' ? d.trim() : '' } : undefined;
+    };
+    return async (commands, msgRef, ctx) => {
+      const out: Reply[] = [];
+      for (const c of commands) {
+        const change = modeChange(c);
+        const mode = change ? MODES[Number(change.value) as 0 | 1 | 2] : undefined;
+        if (change && (!mode || !/^[012]$/.test(change.value) || (change.rec.gateway && mode === 'adaptation'))) {
+          // Refused before anything is written (MOO-002 for child gateways; unknown mode values).
+          this.log.warn(`mode ${change.value} refused for ${change.rec.deviceId}`);
+          out.push(cmdStatus(msgRef, c, change.rec.gateway && mode === 'adaptation' ? 403 : 400) as Reply);
+          continue;
+        }
+        const replies = await inner([c], msgRef, ctx);
+        out.push(...replies);
+        const ok = replies.some((r) => r.kind === 'Status' && r.cmdRef === c.cmdID && r.data === '200');
+        if (!change || !mode || !ok || mode === change.rec.mode) continue;
+        const updated = (await this.associations.update(change.rec.deviceId, { mode }))!;
+        await this.activate(updated);
+        this.log.info(`${updated.deviceId} switched from ${change.rec.mode} to ${mode} mode`);
+        await this.queueAlert({ items: [this.inventoryAlertItem(updated, INVENTORY_ALERTS.changed)], at: new Date().toISOString() });
+      }
+      return out;
+    };
   }
 
   /** Starts both endpoints, restores associations, and reports new ones to the parent. */
@@ -304,15 +347,17 @@ export class Gateway {
     const rec = this.associations.get(deviceId);
     if (!rec) return 404;
     if (rec.mode !== 'transparent') return 406;
-    if (!rec.notify) {
+    // The provisioned address, or the one the device reported in its last session with this gateway.
+    const url = rec.notify ?? (await this.south.device(deviceId))?.notifyUrl;
+    if (!url) {
       this.log.warn(`no notification address for transparent device ${deviceId}`);
       return 404;
     }
     try {
-      const res = await fetch(rec.notify, { method: 'POST', body: p0, headers: { 'content-type': NOTIFICATION_CONTENT_TYPE }, signal: AbortSignal.timeout(5000) });
+      const res = await fetch(url, { method: 'POST', body: p0, headers: { 'content-type': NOTIFICATION_CONTENT_TYPE }, signal: AbortSignal.timeout(5000) });
       await res.arrayBuffer();
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
-      this.log.info(`Package 0 forwarded to ${deviceId}`, { url: rec.notify });
+      this.log.info(`Package 0 forwarded to ${deviceId}`, { url });
       this.actor.send({ type: 'association.event', deviceId, event: { type: 'session.ok' } });
       return 200;
     } catch (err) {
@@ -418,7 +463,7 @@ export class Gateway {
     for (const [name, format, data] of leaves) {
       const uri = `${base}/${name}`;
       if (this.tree.hasLocal(uri)) await this.tree.replace(uri, { format, data }, LOCAL);
-      else await this.tree.add(uri, { format, data, access: ['Get'] }, LOCAL);
+      else await this.tree.add(uri, { format, data, access: name === 'Mode' ? ['Get', 'Replace'] : ['Get'] }, LOCAL);
     }
     const mount = `${DEVICES_ROOT}/${rec.key}`;
     if (rec.mode !== 'transparent' && !this.tree.hasLocal(mount)) await this.tree.add(mount, { format: 'node', access: ['Get', 'Replace'] }, LOCAL);

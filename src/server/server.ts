@@ -213,13 +213,22 @@ export class DmServer {
    * a gateway gets it through that gateway's session, addressed at its mount point (proxy mode).
    */
   async enqueueFor(deviceId: string, command: Outgoing): Promise<QueueEntry> {
-    if (this.accounts.has(deviceId)) return this.queue.enqueue(deviceId, command);
     const r = await this.routes.get(deviceId);
-    if (!r) throw new GwError('SERVER_UNKNOWN_DEVICE', `unknown device ${deviceId}`, { status: 404 });
-    if (r.mode === 'transparent') {
-      throw new GwError('SERVER_NO_ACCOUNT', `${deviceId} is in transparent mode behind ${r.via} but has no account on this server`, { status: 404 });
-    }
-    return this.queue.enqueue(deviceId, command, { via: r.via, prefix: r.prefix });
+    if (r && this.throughGateway(deviceId, r)) return this.queue.enqueue(deviceId, command, { via: r.via, prefix: r.prefix });
+    if (this.accounts.has(deviceId)) return this.queue.enqueue(deviceId, command);
+    if (r) throw new GwError('SERVER_NO_ACCOUNT', `${deviceId} is in transparent mode behind ${r.via} but has no account on this server`, { status: 404 });
+    throw new GwError('SERVER_UNKNOWN_DEVICE', `unknown device ${deviceId}`, { status: 404 });
+  }
+
+  /**
+   * Whether a device's commands travel in its gateway's sessions (proxy or adaptation mode) rather
+   * than in its own (transparent mode, or a device with no gateway). While the mode is not yet
+   * known, a device with its own account is addressed directly.
+   */
+  private throughGateway(deviceId: string, r: DeviceRoute): boolean {
+    if (r.mode === 'transparent') return false;
+    if (r.mode === undefined) return !this.accounts.has(deviceId);
+    return true;
   }
 
   /** Learns routes from a gateway's inventory alerts (DeviceAttached/Detached/Changed); completes deferred results. */
@@ -333,12 +342,10 @@ export class DmServer {
    */
   async notify(deviceId: string, opts: { uiMode?: 0 | 1 | 2 | 3 } = {}): Promise<string | undefined> {
     const route = await this.routes.get(deviceId);
+    // A device managed through its gateway (proxy/adaptation): wake the gateway that carries it.
+    if (route && this.throughGateway(deviceId, route)) return this.notify(route.via, opts);
     const acct = this.serverAccount(deviceId);
-    if (!acct) {
-      // A device known only through a gateway (proxy/adaptation): wake the gateway that carries it.
-      if (route) return this.notify(route.via, opts);
-      throw new GwError('SERVER_UNKNOWN_DEVICE', `unknown device ${deviceId}`, { status: 404 });
-    }
+    if (!acct) throw new GwError('SERVER_UNKNOWN_DEVICE', `unknown device ${deviceId}`, { status: 404 });
     const { p0, hex } = await this.buildPackage0(deviceId, acct, opts.uiMode ?? 0);
     if (route?.mode === 'transparent') return this.triggerThroughGateway(deviceId, route, p0, hex);
     const rec = await this.devices.get(deviceId);
