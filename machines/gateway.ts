@@ -3,7 +3,7 @@
  * gateway (spawned by name, reachable through the system as `assoc:<deviceId>`), adds and removes
  * them as associations change, and routes observations (southbound session outcomes) to them.
  */
-import { assign, enqueueActions, setup } from 'xstate';
+import { enqueueActions, setup } from 'xstate';
 import { associationMachine, type AssociationEvent, type AssociationInput } from './association.ts';
 
 /** Events of the gateway actor. */
@@ -27,9 +27,14 @@ export const gatewayMachine = setup({
         'association.add': {
           actions: enqueueActions(({ enqueue, context, event }) => {
             const id = event.input.deviceId;
-            if (context.associations.includes(id)) enqueue.stopChild(id);
+            if (context.associations.includes(id)) {
+              // Already live: update it in place (its system id stays registered until a stop completes,
+              // so stopping and respawning in one step is not possible, and its state is worth keeping).
+              enqueue.sendTo(id, { type: 'mode.set', mode: event.input.mode });
+              return;
+            }
             enqueue.spawnChild('association', { id, systemId: `assoc:${id}`, input: event.input });
-            enqueue.assign({ associations: [...context.associations.filter((a) => a !== id), id] });
+            enqueue.assign({ associations: [...context.associations, id] });
           }),
         },
         'association.remove': {
@@ -44,7 +49,13 @@ export const gatewayMachine = setup({
             if (context.associations.includes(event.deviceId)) enqueue.sendTo(event.deviceId, event.event);
           }),
         },
-        stop: { target: 'stopped', actions: assign({ associations: [] }) },
+        stop: {
+          target: 'stopped',
+          actions: enqueueActions(({ enqueue, context }) => {
+            for (const id of context.associations) enqueue.stopChild(id);
+            enqueue.assign({ associations: [] });
+          }),
+        },
       },
     },
     stopped: { type: 'final' },

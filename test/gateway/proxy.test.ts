@@ -165,3 +165,25 @@ describe('nomadic devices', () => {
     expect(d.logs.server!.some((l) => l.includes(`${NOMAD} moved from gw-1`))).toBe(true);
   });
 });
+
+describe('one account and one authentication for a group of devices (HLF-004, SECACATE-002)', () => {
+  it('commands for several devices behind a gateway travel in one authenticated session of the gateway', async () => {
+    d = await startDeployment([{ deviceId: 'gw-1', username: 'gw-1-user', secret: 'gw-1-secret' }]);
+    const ids = ['IMEI:700000000000101', 'IMEI:700000000000102', 'IMEI:700000000000103'];
+    const gw = await addGateway(d, 'gw-1', { kind: 'server', server: d.server }, ids.map((id) => proxyAssociation(id)));
+    for (const id of ids) await (await addDevice(d, id, { kind: 'gateway', gateway: gw })).connect();
+    for (const id of ids) await until(async () => (await d!.server.route(id))?.mode === 'proxy', `route to ${id}`);
+    // None of them has an account on the server: the gateway's account is the only one.
+    for (const id of ids) expect(d.server.account(id)).toBeUndefined();
+    const queued = [];
+    for (const id of ids) queued.push(await operate(d.server, id, { cmd: 'Replace', uri: './Vendor/Level', value: '5', format: 'int', wait: false, notify: false }));
+    const opened = () => d!.logs.server!.filter((l) => l.includes('opened by gw-1')).length;
+    const before = opened();
+    await d.server.notify('gw-1');
+    for (const q of queued) {
+      await until(async () => ((await (await fetch(`${d!.server.url}/api/devices/${encodeURIComponent(q.deviceId)}/commands/${q.id}`)).json()) as any).state === 'done', 'all three results');
+    }
+    expect(opened() - before).toBe(1);
+    for (const dev of d.devices) expect((await dev.tree.get('./Vendor/Level', {})).data).toBe('5');
+  });
+});
