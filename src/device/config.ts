@@ -46,7 +46,7 @@ export const deviceConfigSchema = z.object({
       hwV: z.string().default('A'),
     })
     .default({ devTyp: 'sensor', oem: 'gwmo', fwV: '1.0.0', swV: '1.0.0', hwV: 'A' }),
-  /** The DM server account (DMAcc). */
+  /** The DM server account (DMAcc). Optional: a factory-fresh device gets one by bootstrap. */
   server: z.object({
     serverId: z.string().min(1),
     url: z.string().url(),
@@ -57,7 +57,9 @@ export const deviceConfigSchema = z.object({
     serverAuthType: authType.default('syncml:auth-md5' as const),
     clientNonce: z.string().default(''),
     serverNonce: z.string().default(''),
-  }),
+  }).optional(),
+  /** DM bootstrap (notes §2.5): the PIN that keys the HMAC of bootstrap messages; without it bootstrap is refused. */
+  bootstrap: z.object({ pin: z.string().min(4).optional() }).default({}),
   /** Package 0 listener (HTTP POST of application/vnd.syncml.notification). */
   notify: z
     .object({
@@ -65,8 +67,10 @@ export const deviceConfigSchema = z.object({
       path: z.string().startsWith('/').default('/notify'),
       /** Report the listener's URL to the server in DevInfo/Ext/NotifyURI. */
       advertise: z.boolean().default(true),
+      /** Where the same listener accepts DM bootstrap messages. */
+      bootstrapPath: z.string().startsWith('/').default('/bootstrap'),
     })
-    .default({ listen: '127.0.0.1:0', path: '/notify', advertise: true }),
+    .default({ listen: '127.0.0.1:0', path: '/notify', advertise: true, bootstrapPath: '/bootstrap' }),
   /** Seconds to wait for each server answer. */
   requestTimeout: z.number().positive().default(30),
   nodes: z.array(deviceNodeSchema).default([]),

@@ -10,7 +10,8 @@ import { HMAC_HEADER, fromAAuthType, parseAuthType, toAAuthType, type AuthType }
 import type { AlertCommand, Item, OperationCommand } from '../codec/model.ts';
 import { decodePackage0, sessionIdHex, verifyPackage0, RESYNC_NONCE } from '../codec/package0.ts';
 import { CONTENT_TYPES, decodeSyncML, encodingOfContentType } from '../codec/syncml.ts';
-import { GwError, describeError } from '../errors.ts';
+import { GwError, describeError, statusOf } from '../errors.ts';
+import { decodeBootstrap } from '../codec/bootstrap.ts';
 import { createLogger, type Logger } from '../log.ts';
 import { genericAlert, ClientSession, type ClientCredentials } from '../session/client-session.ts';
 import type { Outgoing } from '../session/common.ts';
@@ -96,7 +97,7 @@ export class SimDevice {
     await installStandardObjects(this.tree, {
       devInfo: { devId: c.deviceId, ...c.devInfo },
       devDetail: { ...c.devDetail, lrgObj: true, maxDepth: 0, maxTotLen: 0, maxSegLen: 0 },
-      accounts: [
+      accounts: !s ? [] : [
         {
           name: 'dms',
           serverId: s.serverId,
@@ -179,6 +180,10 @@ export class SimDevice {
 
   private async onHttp(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
+    if (req.method === 'POST' && url.pathname === this.config.notify.bootstrapPath) {
+      await this.onBootstrap(req, res);
+      return;
+    }
     if (req.method !== 'POST' || url.pathname !== this.config.notify.path) {
       res.writeHead(404).end();
       return;
@@ -188,6 +193,58 @@ export class SimDevice {
     res.writeHead(body ? 202 : 413).end();
     if (body && (req.headers['content-type'] ?? '').startsWith(NOTIFICATION_TYPE)) void this.onPackage0(body);
     else if (body) this.log.warn(`notification with content type ${req.headers['content-type']} ignored`);
+  }
+
+  /** URL of the bootstrap endpoint. */
+  get bootstrapUrl(): string {
+    if (!this.listener) throw new GwError('DEVICE_NOT_STARTED', 'the device is not listening');
+    return this.listener.url + this.config.notify.bootstrapPath;
+  }
+
+  /**
+   * A DM bootstrap message (notes §2.5): verified with the device's PIN, applied to the tree as the
+   * device's own operation (no session, no Status), then the device calls its new server.
+   */
+  private async onBootstrap(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const pin = this.config.bootstrap.pin;
+    const body = await readBody(req, 64 * 1024).catch(() => undefined);
+    if (!body) {
+      res.writeHead(413).end();
+      return;
+    }
+    if (!pin) {
+      this.log.warn('bootstrap refused: this device has no bootstrap PIN');
+      res.writeHead(403).end();
+      return;
+    }
+    let parsed;
+    try {
+      parsed = decodeBootstrap(body, req.headers['content-type'] ?? '', pin);
+    } catch (err) {
+      this.log.warn(`bootstrap refused: ${describeError(err)}`);
+      res.writeHead(statusOf(err) === 401 ? 401 : 400).end();
+      return;
+    }
+    try {
+      for (const n of parsed.nodes) {
+        const secret = /\/(AAuthSecret|AAuthData)$/.test(n.uri);
+        const opts = { ...(n.format ? { format: n.format } : {}), ...(n.data !== undefined ? { data: n.data } : {}) };
+        if (this.tree.hasLocal(n.uri)) {
+          if (n.format !== 'node') await this.tree.replace(n.uri, opts, LOCAL);
+        } else {
+          await this.tree.add(n.uri, { ...opts, ...(secret ? { access: ['Add', 'Delete', 'Replace'] as const } : {}) }, LOCAL);
+        }
+      }
+    } catch (err) {
+      this.log.error(`bootstrap could not be applied: ${describeError(err)}`);
+      res.writeHead(500).end();
+      return;
+    }
+    res.writeHead(200).end();
+    const added = (await readAccounts(this.tree)).find((a) => parsed.nodes.some((n) => n.data === a.serverId && n.uri.endsWith('/ServerID')));
+    this.log.info(`bootstrapped by ${parsed.serverId}: ${parsed.nodes.length} nodes`, { account: added?.serverId });
+    // The client is expected to call the new server at the next chance (notes §2.5).
+    if (added) void this.connect({ serverId: added.serverId }).catch((err: unknown) => this.log.warn(`first session after bootstrap failed: ${describeError(err)}`));
   }
 
   /**

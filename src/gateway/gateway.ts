@@ -6,7 +6,10 @@
  * a proxy-mode device of its parent that happens to be a gateway, so hierarchy is recursion.
  */
 import { createActor, type Actor } from 'xstate';
+import { randomBytes } from 'node:crypto';
 import { GwError, describeError } from '../errors.ts';
+import { toAAuthType } from '../codec/auth.ts';
+import { accountNodes, encodeBootstrap } from '../codec/bootstrap.ts';
 import { createLogger, type Logger } from '../log.ts';
 import { deviceConfigSchema } from '../device/config.ts';
 import { SimDevice, type CommandExecutor } from '../device/device.ts';
@@ -399,12 +402,13 @@ export class Gateway {
     await ensure(RECORDS_ROOT, { format: 'node' });
     await ensure(DEVICES_ROOT, { format: 'node' });
     await ensure(`${GWMO_ROOT}/DeviceInventory/Operations`, { format: 'node' });
-    for (const op of ['Associate', 'Remove']) {
+    for (const op of ['Associate', 'Remove', 'Bootstrap']) {
       const uri = `${GWMO_ROOT}/DeviceInventory/Operations/${op}`;
       if (!this.tree.hasLocal(uri)) await this.tree.add(uri, { format: 'null', access: ['Exec'] }, LOCAL);
     }
     this.tree.onExec(`${GWMO_ROOT}/DeviceInventory/Operations/Associate`, (req) => this.execAssociate(req.data));
     this.tree.onExec(`${GWMO_ROOT}/DeviceInventory/Operations/Remove`, (req) => this.execRemove(req.data));
+    this.tree.onExec(`${GWMO_ROOT}/DeviceInventory/Operations/Bootstrap`, (req) => this.execBootstrap(req.data));
   }
 
   /**
@@ -432,17 +436,71 @@ export class Gateway {
     return { status: 200, data: rec.key };
   }
 
+  /**
+   * HLF-005 / PMode-002 (PROPOSED interface, docs/gateway.md): bootstraps a device to this gateway.
+   * Data: `DeviceID=IMEI:1&Address=<device bootstrap URL>&PIN=<its bootstrap PIN>`. The gateway makes
+   * fresh credentials, associates the device in proxy mode, and sends it a DM bootstrap message
+   * (WBXML, HMAC-SHA1 keyed by the PIN) that adds a DMAcc for the gateway's southbound server. If the
+   * device refuses it, the provisional association is withdrawn.
+   */
+  async bootstrapDevice(deviceId: string, address: string, pin: string): Promise<number> {
+    const username = `bs-${randomBytes(6).toString('hex')}`;
+    const secret = randomBytes(18).toString('base64url');
+    const rec = await this.associate({ deviceId, mode: 'proxy', gateway: false, username, secret, authType: 'syncml:auth-md5' });
+    const { body, contentType } = encodeBootstrap({
+      deviceId,
+      serverId: this.config.serverId,
+      pin,
+      nodes: accountNodes({
+        name: this.config.id.replace(/[^A-Za-z0-9_-]/g, '_'),
+        serverId: this.config.serverId,
+        address: this.south.dmUrl,
+        client: { type: toAAuthType(rec.authType), name: username, secret },
+        server: { type: toAAuthType(this.config.serverAuthType), name: this.config.serverId, secret: this.config.serverSecret },
+      }),
+    });
+    try {
+      const res = await fetch(address, { method: 'POST', body, headers: { 'content-type': contentType }, signal: AbortSignal.timeout(5000) });
+      await res.arrayBuffer();
+      if (!res.ok) {
+        this.log.warn(`bootstrap of ${deviceId} refused by the device: HTTP ${res.status}`);
+        await this.forget(deviceId);
+        return res.status === 401 ? 401 : 500;
+      }
+      this.log.info(`bootstrapped ${deviceId} to this gateway (${rec.key})`);
+      return 200;
+    } catch (err) {
+      this.log.warn(`bootstrap of ${deviceId} failed: ${describeError(err)}`);
+      await this.forget(deviceId);
+      return 500;
+    }
+  }
+
+  private async execBootstrap(data: string | Uint8Array | undefined): Promise<{ status: number }> {
+    const q = new URLSearchParams(typeof data === 'string' ? data : Buffer.from(data ?? new Uint8Array()).toString('utf8'));
+    const deviceId = q.get('DeviceID');
+    const address = q.get('Address');
+    const pin = q.get('PIN');
+    if (!deviceId || !address || !pin || !/^https?:\/\//.test(address)) return { status: 400 };
+    return { status: await this.bootstrapDevice(deviceId, address, pin) };
+  }
+
   /** Forgets a device (Data = its DeviceID); it is reported detached. */
   private async execRemove(data: string | Uint8Array | undefined): Promise<{ status: number }> {
     const id = typeof data === 'string' ? data.trim() : '';
-    const rec = await this.associations.remove(id);
-    if (!rec) return { status: 404 };
-    this.actor.send({ type: 'association.remove', deviceId: id });
-    this.south.removeAccount(id);
+    return { status: (await this.forget(id)) ? 200 : 404 };
+  }
+
+  /** Removes an association: record, inventory and mount nodes, southbound account, actor; reports it detached. */
+  async forget(deviceId: string): Promise<boolean> {
+    const rec = await this.associations.remove(deviceId);
+    if (!rec) return false;
+    this.actor.send({ type: 'association.remove', deviceId });
+    this.south.removeAccount(deviceId);
     for (const uri of [`${RECORDS_ROOT}/${rec.key}`, `${DEVICES_ROOT}/${rec.key}`]) if (this.tree.hasLocal(uri)) await this.tree.delete(uri, LOCAL);
     await this.queueAlert({ items: [this.inventoryAlertItem(rec, INVENTORY_ALERTS.detached)], at: new Date().toISOString() });
-    this.log.info(`removed ${id} (${rec.key})`);
-    return { status: 200 };
+    this.log.info(`removed ${deviceId} (${rec.key})`);
+    return true;
   }
 
   /** Writes an association's inventory record and its mount node. */

@@ -84,7 +84,7 @@ describe.each(ENCODINGS)('server restart over %s', (encoding) => {
     const noncesBefore = await bed.server.accountNonces(DEV);
 
     const { server, log } = await restartServer(bed);
-    expect(server.url).not.toBe(dev.config.server.url);
+    expect(server.url).not.toBe(dev.config.server!.url);
     // The restarted server has the queue, the nonces and the device's notification address.
     expect((await server.queue.pending(DEV)).map((e) => e.id)).toEqual(ids);
     expect(await server.accountNonces(DEV)).toEqual(noncesBefore);
