@@ -64,6 +64,12 @@ export const gatewayConfigSchema = z.object({
   notify: z
     .object({ listen: z.union([z.string(), z.number()]).default('127.0.0.1:0'), path: z.string().startsWith('/').default('/notify') })
     .default({ listen: '127.0.0.1:0', path: '/notify' }),
+  /**
+   * Transparent mode: an HTTP relay on the southbound listener that forwards DM messages unchanged
+   * to `upstream` (the DM server), for devices whose only network path to the server is the gateway
+   * (notes §2.1: "E's DMAcc Addr points at an HTTP relay on G that forwards the bytes unchanged").
+   */
+  relay: z.object({ path: z.string().startsWith('/').default('/relay'), upstream: z.string().url() }).optional(),
   /** Seconds the gateway waits for a proxied command's result before answering 202. */
   proxyTimeout: z.number().positive().default(20),
   /** Seconds the gateway waits for each answer of its parent. */

@@ -7,6 +7,9 @@
  */
 import { createActor, type Actor } from 'xstate';
 import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { HMAC_HEADER } from '../codec/auth.ts';
+import { post, readBody } from '../transport/http.ts';
 import { GwError, describeError } from '../errors.ts';
 import { toAAuthType } from '../codec/auth.ts';
 import { accountNodes, encodeBootstrap } from '../codec/bootstrap.ts';
@@ -106,6 +109,7 @@ export class Gateway {
       store,
       learnRoutes: false,
       logger: log.child('south'),
+      ...(c.relay ? { extraRoute: (req, res, url) => relayHttp(c.relay!, req, res, url, log) } : {}),
       onSessionEnded: (deviceId, reason) => gateway?.onSouthSessionEnded(deviceId, reason),
     });
     const north = await SimDevice.create({
@@ -531,4 +535,49 @@ export class Gateway {
 /** ISO 8601 basic UTC (TStamp style, notes §3.8). */
 function tstamp(iso: string): string {
   return iso.replace(/[-:]/g, '').replace(/\.\d+/, '');
+}
+
+/**
+ * The transparent-mode relay: forwards a device's DM message to the server byte for byte (content
+ * type and HMAC header included) and the server's answer back the same way. The gateway does not
+ * interpret the session; it only logs sizes (notes §2.1 step 5).
+ */
+async function relayHttp(
+  relay: { path: string; upstream: string },
+  req: IncomingMessage,
+  res: ServerResponse,
+  url: URL,
+  log: Logger,
+): Promise<boolean> {
+  if (url.pathname !== relay.path) return false;
+  if (req.method !== 'POST') {
+    res.writeHead(405, { allow: 'POST' }).end();
+    return true;
+  }
+  let body: Buffer;
+  try {
+    body = await readBody(req, 4 * 1024 * 1024);
+  } catch (err) {
+    res.writeHead(413).end(describeError(err));
+    return true;
+  }
+  const headers: Record<string, string> = {};
+  for (const h of ['content-type', 'accept', HMAC_HEADER]) {
+    const v = req.headers[h];
+    if (typeof v === 'string') headers[h] = v;
+  }
+  try {
+    const up = await post(relay.upstream, body, headers, 60_000);
+    const out: Record<string, string> = {};
+    for (const h of ['content-type', HMAC_HEADER, 'cache-control']) {
+      const v = up.headers.get(h);
+      if (v) out[h] = v;
+    }
+    res.writeHead(up.status, out).end(up.body);
+    log.debug(`relayed ${body.length} bytes up, ${up.body.byteLength} bytes down`);
+  } catch (err) {
+    log.warn(`relay to ${relay.upstream} failed: ${describeError(err)}`);
+    res.writeHead(502).end();
+  }
+  return true;
 }

@@ -75,6 +75,8 @@ export interface DmServerOptions {
   dataDir?: string;
   store?: Store;
   logger?: Logger;
+  /** Extra HTTP routes on the same listener (a gateway's relay); returns true when it handled the request. */
+  extraRoute?: (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<boolean>;
   /** Learn routes from inventory alerts (default true; a gateway's southbound server does not route). */
   learnRoutes?: boolean;
   /** Called when a session ends, with the device and why (a gateway tracks its devices with it). */
@@ -104,10 +106,12 @@ export class DmServer {
   private readonly announced = new Map<string, string>();
   private readonly sessionEndedHook: ((deviceId: string, reason: string) => void) | undefined;
   private readonly learnRoutes: boolean;
+  private readonly extraRoute: DmServerOptions['extraRoute'];
 
   private constructor(opts: DmServerOptions, store: Store, queue: CommandQueue, ownsStore: boolean) {
     this.config = opts.config;
     this.sessionEndedHook = opts.onSessionEnded;
+    this.extraRoute = opts.extraRoute;
     this.learnRoutes = opts.learnRoutes ?? true;
     this.log = opts.logger ?? createLogger('server');
     this.store = store;
@@ -411,6 +415,7 @@ export class DmServer {
 
   private async routeHttp(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
+    if (this.extraRoute && (await this.extraRoute(req, res, url))) return;
     if (url.pathname === this.config.path || url.pathname.startsWith(this.config.path + '/')) {
       if (req.method !== 'POST') {
         res.writeHead(405, { allow: 'POST' }).end();
