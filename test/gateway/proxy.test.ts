@@ -4,6 +4,7 @@
  * session with the device, and the device's results come back under the device's own URIs.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { readAccounts } from '../../src/tree/standard.ts';
 import { addDevice, addGateway, operate, proxyAssociation, startDeployment, until, type Deployment } from '../support/gateways.ts';
 
 let d: Deployment | undefined;
@@ -141,7 +142,13 @@ describe('nomadic devices', () => {
     ]);
     const g1 = await addGateway(d, 'gw-1', { kind: 'server', server: d.server }, [proxyAssociation(NOMAD)]);
     const g2 = await addGateway(d, 'gw-2', { kind: 'server', server: d.server });
-    const atG1 = await addDevice(d, NOMAD, { kind: 'gateway', gateway: g1 });
+    void g2;
+    // Its tree lets both gateways' servers manage it (ACLs name servers; §5.4).
+    const vendorAcl = { nodes: [
+      { uri: './Vendor', format: 'node', acl: 'Get=*&Replace=gw-1-south+gw-2-south' },
+      { uri: './Vendor/Name', value: `name-of-${NOMAD}` },
+    ] };
+    const atG1 = await addDevice(d, NOMAD, { kind: 'gateway', gateway: g1 }, { bootstrapPin: '246810', ...vendorAcl });
     await atG1.connect();
     await until(async () => (await d!.server.route(NOMAD))?.via === 'gw-1' && (await d!.server.route(NOMAD))?.mode === 'proxy', 'route via gw-1');
     expect((await operate(d.server, NOMAD, { cmd: 'Get', uri: './Vendor/Name' })).status).toBe(200);
@@ -151,12 +158,17 @@ describe('nomadic devices', () => {
     d.devices.splice(d.devices.indexOf(atG1), 1);
     const pending = await operate(d.server, NOMAD, { cmd: 'Replace', uri: './Vendor/Name', value: 'travelled', wait: false, notify: false });
 
-    // It arrives at gw-2: gw-2 associates it (bootstrapped to gw-2) and reports it; the server's view follows the move.
-    await g2.associate({ deviceId: NOMAD, mode: 'proxy', gateway: false, username: `${NOMAD}-user`, secret: `${NOMAD}-secret`, authType: 'syncml:auth-md5' });
+    // It comes up on gw-2's network (same device, same tree, a new address). gw-2 was never its
+    // gateway: the server has gw-2 bootstrap it (HLF-005), and management continues.
+    const atG2 = await addDevice(d, NOMAD, { kind: 'gateway', gateway: g1 }, { bootstrapPin: '246810', ...vendorAcl });
+    const boot = await operate(d.server, 'gw-2', {
+      cmd: 'Exec',
+      uri: './GwMO/DeviceInventory/Operations/Bootstrap',
+      value: `DeviceID=${NOMAD}&Address=${atG2.bootstrapUrl}&PIN=246810`,
+    });
+    expect(boot.status, JSON.stringify(boot)).toBe(200);
     await until(async () => (await d!.server.route(NOMAD))?.via === 'gw-2', 'the route to follow the move');
-    // The device as bootstrapped by gw-2: its DM account now names gw-2's southbound server.
-    const atG2 = await addDevice(d, NOMAD, { kind: 'gateway', gateway: g2 }, { dataSuffix: '-at-gw-2' });
-    await atG2.connect();
+    expect((await readAccounts(atG2.tree)).map((a) => a.serverId).sort()).toEqual([g1.config.serverId, g2.config.serverId].sort());
     const get = await operate(d.server, NOMAD, { cmd: 'Get', uri: './Vendor/Name' });
     expect(get.status).toBe(200);
     const entry = (await (await fetch(`${d.server.url}/api/devices/${encodeURIComponent(NOMAD)}/commands/${pending.id}`)).json()) as any;

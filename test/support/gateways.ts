@@ -99,7 +99,7 @@ export function proxyAssociation(deviceId: string, opts: { gateway?: boolean } =
 }
 
 /** Creates and starts a simulated DM device under a gateway (proxy mode) or the server (direct). */
-export async function addDevice(d: Deployment, deviceId: string, parent: Parent, opts: { encoding?: 'xml' | 'wbxml'; nodes?: unknown[]; notify?: string; dataSuffix?: string } = {}): Promise<SimDevice> {
+export async function addDevice(d: Deployment, deviceId: string, parent: Parent, opts: { encoding?: 'xml' | 'wbxml'; nodes?: unknown[]; notify?: string; dataSuffix?: string; bootstrapPin?: string } = {}): Promise<SimDevice> {
   const l = memoryLogger(deviceId);
   d.logs[deviceId] = l.lines;
   const p = parentOf(parent, `${deviceId}-user`, `${deviceId}-secret`);
@@ -110,6 +110,7 @@ export async function addDevice(d: Deployment, deviceId: string, parent: Parent,
       server: p,
       requestTimeout: 20,
       ...(opts.notify ? { notify: { listen: opts.notify } } : {}),
+      ...(opts.bootstrapPin ? { bootstrap: { pin: opts.bootstrapPin } } : {}),
       nodes: opts.nodes ?? [
         { uri: './Vendor', format: 'node', acl: `Add=${p.serverId}&Delete=${p.serverId}&Get=*&Replace=${p.serverId}&Exec=${p.serverId}` },
         { uri: './Vendor/Name', value: `name-of-${deviceId}` },
