@@ -88,6 +88,7 @@ export function parseXml(input: string | Uint8Array, limits: DecodeLimits = DEFA
     }
   };
   const addText = (text: string): void => {
+    if (text === '') return; // an empty CDATA section is no content (and must not become an empty child)
     const top = stack[stack.length - 1];
     if (!top) {
       if (text.trim() !== '') fail('CODEC_XML_SYNTAX', 'text outside the root element');

@@ -339,3 +339,10 @@ describe('untrusted input', () => {
     );
   });
 });
+
+describe('regressions', () => {
+  it('an empty CDATA section adds no child (found by the fuzz test, seed 718769722)', () => {
+    expect(parseXml('<a><![CDATA[]]></a>')).toStrictEqual({ name: 'a', ns: 'syncml', children: [] });
+    expect(parseXml('<a>x<![CDATA[]]>y</a>')).toStrictEqual({ name: 'a', ns: 'syncml', children: ['xy'] });
+  });
+});
