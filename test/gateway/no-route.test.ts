@@ -40,33 +40,7 @@ let dir: string;
 const procs: GwmoProcess[] = [];
 
 function startIn(ns: string | undefined, args: string[], ready: RegExp): Promise<GwmoProcess> {
-  if (!ns) return startGwmo(args, ready);
-  // The same readiness logic as startGwmo, with the process placed in a namespace.
-  const proc = spawn('ip', ['netns', 'exec', ns, process.execPath, 'bin/gwmo.js', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  proc.stderr!.on('data', (d) => (out += d));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`not ready:\n${out}`)), 20_000);
-    proc.once('exit', (code) => reject(new Error(`exited ${code}:\n${out}`)));
-    proc.stdout!.on('data', (d) => {
-      out += d;
-      const m = ready.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve({
-          proc,
-          match: m,
-          output: () => out,
-          stop: (signal = 'SIGINT') =>
-            new Promise<void>((res) => {
-              if (proc.exitCode !== null || proc.signalCode !== null) return res();
-              proc.once('exit', () => res());
-              proc.kill(signal);
-            }),
-        });
-      }
-    });
-  });
+  return startGwmo(args, ready, 20_000, ns);
 }
 
 /** Runs `node -e <code>` inside a namespace; resolves with its exit code. */

@@ -15,9 +15,12 @@ export interface GwmoProcess {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-/** Starts `gwmo <args>` and resolves once stdout matches `ready`. */
-export function startGwmo(args: string[], ready: RegExp, timeoutMs = 20_000): Promise<GwmoProcess> {
-  const proc = spawn(process.execPath, ['bin/gwmo.js', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+/** Starts `gwmo <args>` (inside network namespace `netns` if given) and resolves once stdout matches `ready`. */
+export function startGwmo(args: string[], ready: RegExp, timeoutMs = 20_000, netns?: string): Promise<GwmoProcess> {
+  const argv = [process.execPath, 'bin/gwmo.js', ...args];
+  const proc = netns
+    ? spawn('ip', ['netns', 'exec', netns, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] })
+    : spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   proc.stderr!.on('data', (d) => (out += d));
   return new Promise((resolve, reject) => {
