@@ -63,7 +63,8 @@ export class SimDevice {
   private readonly clock: SimulatedClock | undefined;
   private readonly executor: CommandExecutor;
   private listener: Listener | undefined;
-  private running: Promise<DeviceSessionRecord> | undefined;
+  /** The tail of the session chain (sessions run one at a time). */
+  private sessions$: Promise<unknown> = Promise.resolve();
   private readonly seenNotifications = new Map<string, number>();
   private nextSessionId = 1;
   private readonly sessionWaiters: ((r: DeviceSessionRecord) => void)[] = [];
@@ -169,7 +170,7 @@ export class SimDevice {
   async stop(): Promise<void> {
     await this.listener?.close();
     this.listener = undefined;
-    await this.running?.catch(() => undefined);
+    await this.sessions$;
     if (this.ownsStore) await this.store.close();
   }
 
@@ -306,24 +307,23 @@ export class SimDevice {
     return this.connect({ alerts: [genericAlert(items, correlator)] });
   }
 
-  private async runSession(
+  private runSession(
     acct: DmAccount,
     sessionId: string,
     initiator: 'server' | 'client',
     alerts: Omit<AlertCommand, 'cmdID'>[] = [],
   ): Promise<DeviceSessionRecord> {
-    // One session at a time: a second trigger waits for the running one (duplicates collapse, §4.1).
-    while (this.running) await this.running.catch(() => undefined);
-    // Read the account again: the session that just ran may have rotated its nonces.
-    const fresh = (await readAccounts(this.tree)).find((a) => a.serverId === acct.serverId) ?? acct;
-    const run = this.session(fresh, sessionId, initiator, alerts);
-    this.running = run;
-    try {
-      return await run;
-    } finally {
-      if (this.running === run) this.running = undefined;
-    }
+    // One session at a time, in arrival order: each session is chained (synchronously, so two
+    // triggers can never both see "idle") after the previous one (duplicates collapse, §4.1).
+    const run = this.sessions$.then(async () => {
+      // Read the account again: the session that just ran may have rotated its nonces.
+      const fresh = (await readAccounts(this.tree)).find((a) => a.serverId === acct.serverId) ?? acct;
+      return this.session(fresh, sessionId, initiator, alerts);
+    });
+    this.sessions$ = run.catch(() => undefined);
+    return run;
   }
+
 
   private async session(
     acct: DmAccount,

@@ -103,8 +103,9 @@ export class AssociationStore {
     const prev = this.byDevice.get(deviceId);
     if (!prev) return undefined;
     const record = { ...prev, ...patch };
-    await this.section.put(record.key, record);
+    // Update memory before the write: concurrent updates each start from the latest record.
     this.byDevice.set(deviceId, record);
+    await this.section.put(record.key, record);
     return record;
   }
 

@@ -20,10 +20,10 @@ import { genericAlert } from '../session/client-session.ts';
 import { prefixUri } from '../session/route.ts';
 import { serverConfigSchema } from '../server/config.ts';
 import { DEFERRED_RESULT, DmServer, INVENTORY_ALERTS, NOTIFICATION_CONTENT_TYPE } from '../server/server.ts';
-import type { DeviceAlert } from '../server/queue.ts';
+import type { DeviceAlert, QueueEntry } from '../server/queue.ts';
 import { openStore, type Section, type Store } from '../store/store.ts';
 import { LOCAL, type DmTree } from '../tree/tree.ts';
-import type { Item, OperationCommand } from '../codec/model.ts';
+import type { Command, Item, OperationCommand } from '../codec/model.ts';
 import { cmdStatus } from '../session/common.ts';
 import type { Reply } from '../tree/executor.ts';
 import { gatewayMachine } from '../../machines/gateway.ts';
@@ -66,8 +66,12 @@ export class Gateway {
   private readonly store: Store;
   private readonly ownsStore: boolean;
   private readonly outbox: Section<PendingAlert>;
+  /** Southbound entries answered 202 northbound, by entry id: their results go up as DeferredResult. */
+  private readonly deferred: Section<{ deviceId: string; mount: string; original: Command }>;
   private outboxSeq = 0;
   private flushing: Promise<void> | undefined;
+  private flushAgain = false;
+  private flushAlways = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private stopped = false;
 
@@ -83,6 +87,7 @@ export class Gateway {
     this.south = parts.south;
     this.log = parts.log;
     this.outbox = this.store.section<PendingAlert>('north-outbox');
+    this.deferred = this.store.section('deferred');
     this.actor = createActor(gatewayMachine, { input: { gatewayId: config.id } });
     this.actor.start();
   }
@@ -146,8 +151,11 @@ export class Gateway {
       south: this.south,
       timeoutMs: this.config.proxyTimeout * 1000,
       log: this.log,
-      onDeferred: (mount, original, entry) => {
-        void this.queueAlert({ items: deferredItems(mount, original, entry, DEFERRED_RESULT_ALERT), at: new Date().toISOString() });
+      defer: async (entry, mount, original) => {
+        await this.deferred.put(entry.id, { deviceId: entry.deviceId, mount, original: original as Command });
+        // It may have finished while we were recording it.
+        const now = await this.south.queue.get(entry.deviceId, entry.id);
+        if (now?.state === 'done') await this.onSouthDone(now);
       },
     }));
     return this.executorImpl;
@@ -193,17 +201,41 @@ export class Gateway {
     };
   }
 
+  /** A southbound entry finished: if the parent was told 202 for it, report the result (durably tracked). */
+  private async onSouthDone(e: QueueEntry): Promise<void> {
+    const d = await this.deferred.get(e.id);
+    if (!d || d.deviceId !== e.deviceId) return;
+    await this.deferred.del(e.id);
+    // A child gateway that deferred too sends its own DeferredResult, which is relayed up unchanged.
+    if (this.associations.get(e.deviceId)?.gateway && e.outcome?.status === 202) return;
+    await this.queueAlert({ items: deferredItems(d.mount, d.original, e, DEFERRED_RESULT_ALERT), at: new Date().toISOString() });
+  }
+
   /** Starts both endpoints, restores associations, and reports new ones to the parent. */
   async start(): Promise<void> {
+    this.south.queue.events.on('done', (e: QueueEntry) => void this.onSouthDone(e).catch((err: unknown) => this.log.error(`deferred result lost: ${describeError(err)}`)));
     await this.south.start();
     await this.north.start();
-    this.outboxSeq = (await this.outbox.entries()).length;
+    // Continue after the highest pending key, so alerts keep their order across restarts.
+    this.outboxSeq = Math.max(0, ...(await this.outbox.entries()).map(([k]) => Number.parseInt(k.slice(0, 10), 10) || 0));
+    // Results that came in while the gateway was down (or between a 202 and a crash).
+    for (const [id, d] of await this.deferred.entries()) {
+      const e = await this.south.queue.get(d.deviceId, id);
+      if (e?.state === 'done') await this.onSouthDone(e);
+    }
     await this.installGwmoObjects();
     const plugin = await createEdTriggerPlugin(this.store.section<TriggerRecord>('edtrigger'), (id, p0) => this.deliverPackage0(id, p0));
     await this.tree.mount(EDTRIGGER_ROOT, plugin);
     // Associations: restored from their records, then those provisioned in the config.
     for (const rec of this.associations.all()) await this.activate(rec);
-    for (const cfg of this.config.devices) await this.associate(cfg);
+    // The config provisions devices once; afterwards the records (changed by the server: mode
+    // switches, removals, new credentials) are the truth and are not overwritten at each start.
+    const provisioned = this.store.section<boolean>('provisioned');
+    for (const cfg of this.config.devices) {
+      if (await provisioned.get(cfg.deviceId)) continue;
+      if (!this.associations.get(cfg.deviceId)) await this.associate(cfg);
+      await provisioned.put(cfg.deviceId, true);
+    }
     this.south.queue.events.on('alert', (a: DeviceAlert) => void this.onSouthAlert(a));
     this.log.info(`gateway ${this.config.id} running`, { south: this.south.dmUrl, north: this.config.parent.url, devices: this.associations.all().length });
     // Always call in at start: the parent learns where this gateway listens now (its Package 0
@@ -253,6 +285,7 @@ export class Gateway {
         username: rec.username,
         secret: rec.secret,
         authType: rec.authType,
+        gateway: rec.gateway,
         ...(rec.notify ? { notify: rec.notify } : {}),
         clientNonce: '',
         serverNonce: '',
@@ -321,25 +354,33 @@ export class Gateway {
     void this.flushAlerts();
   }
 
-  /** Delivers pending alerts in one client-initiated session; retried later on failure. */
+  /**
+   * Delivers pending alerts in client-initiated sessions; retried later on failure. One flusher at
+   * a time: callers that arrive while it runs only ask it to go round once more.
+   */
   async flushAlerts(always = false): Promise<void> {
     if (this.stopped) return;
-    if (this.flushing) {
-      await this.flushing;
-      if ((await this.outbox.entries('', 1)).length === 0) return;
-    }
+    this.flushAgain = true;
+    this.flushAlways ||= always;
+    if (this.flushing) return this.flushing;
     const run = (async () => {
-      const pending = await this.outbox.entries();
-      if (!pending.length && !always) return;
-      const alerts = pending.map(([, p]) => genericAlert(p.items, p.correlator));
-      const r = await this.north.connect({ alerts }).catch((err: unknown) => ({ ok: false, reason: describeError(err) }));
-      if (r.ok) {
-        await this.outbox.batch(pending.map(([k]) => [k, undefined]));
+      while (this.flushAgain && !this.stopped) {
+        this.flushAgain = false;
+        const force = this.flushAlways;
+        this.flushAlways = false;
+        const pending = await this.outbox.entries();
+        if (!pending.length && !force) continue;
+        const alerts = pending.map(([, p]) => genericAlert(p.items, p.correlator));
+        const r = await this.north.connect({ alerts }).catch((err: unknown) => ({ ok: false, reason: describeError(err) }));
+        if (r.ok) {
+          await this.outbox.batch(pending.map(([k]) => [k, undefined]));
+          continue;
+        }
+        this.log.warn(`cannot reach the parent (${r.reason}); ${pending.length} alert(s) kept for later`);
+        clearTimeout(this.retryTimer);
+        if (!this.stopped) this.retryTimer = setTimeout(() => void this.flushAlerts(force), 5000).unref();
         return;
       }
-      this.log.warn(`cannot reach the parent (${r.reason}); ${pending.length} alert(s) kept for later`);
-      clearTimeout(this.retryTimer);
-      if (!this.stopped) this.retryTimer = setTimeout(() => void this.flushAlerts(always), 5000).unref();
     })();
     this.flushing = run;
     try {

@@ -33,8 +33,11 @@ export interface ProxyDeps {
   south: DmServer;
   timeoutMs: number;
   log: Logger;
-  /** Called when a proxied command finishes after the gateway already answered 202. */
-  onDeferred(mount: string, original: Command, entry: QueueEntry): void;
+  /**
+   * Records, durably, that the gateway answered 202 for a southbound entry: its result must be
+   * reported with a DeferredResult when the device answers (also after a gateway restart).
+   */
+  defer(entry: QueueEntry, mount: string, original: Command): Promise<void>;
 }
 
 /** Every Target/Source URI a command touches (through Atomic/Sequence). */
@@ -144,12 +147,7 @@ export function createGatewayExecutor(deps: ProxyDeps): CommandExecutor {
     if (!done?.outcome) {
       // Not back in time: accepted for processing; the result follows as a Generic Alert.
       log.info(`${c.kind} for ${rec.deviceId} still pending after ${deps.timeoutMs} ms; answering 202`, { entry: entry.id });
-      const onDone = (e: QueueEntry): void => {
-        if (e.id !== entry.id || e.deviceId !== rec.deviceId) return;
-        south.queue.events.off('done', onDone);
-        deps.onDeferred(mount, c, e);
-      };
-      south.queue.events.on('done', onDone);
+      await deps.defer(entry, mount, c);
       return [cmdStatus(msgRef, c, 202)];
     }
     return outcomeReplies(msgRef, c, done.outcome, mount);

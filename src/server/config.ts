@@ -19,6 +19,11 @@ export const accountSchema = z.object({
   serverSecret: z.string().min(1).optional(),
   /** Overrides how the server authenticates itself to this client. */
   serverAuthType: authType.optional(),
+  /**
+   * The account belongs to a DM gateway: only gateways' inventory alerts teach the server where
+   * devices are (an ordinary client must not be able to redirect another device's commands).
+   */
+  gateway: z.boolean().default(false),
   /** Where Package 0 notifications go (HTTP POST); a device may also report it in DevInfo/Ext/NotifyURI. */
   notify: z.string().url().optional(),
   /** Initial nonces (base64), used until the first session rotates them. */

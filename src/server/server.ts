@@ -257,12 +257,21 @@ export class DmServer {
       const base = m[1] === '' || m[1] === '.' ? '.' : m[1]!;
       const prefix = `${base}/GwMO/Devices/${m[2]}`;
       const prev = await this.routes.get(deviceId);
+      if (kind === 'detached') {
+        // Only the gateway the device is at can detach it: a late Detached from a gateway it left
+        // (a nomadic device) must not pull the route, or its commands, back there.
+        if (prev && prev.via === gatewayId && prev.prefix === prefix) {
+          await this.routes.put(deviceId, { ...prev, attached: false, updatedAt: new Date().toISOString() });
+          this.log.info(`${deviceId} detached from ${gatewayId}`);
+        }
+        continue;
+      }
       const route: DeviceRoute = {
         deviceId,
         via: gatewayId,
         prefix,
         recordUri: recordUri.startsWith('./') || recordUri === '.' ? recordUri : `./${recordUri}`,
-        attached: kind !== 'detached',
+        attached: true,
         updatedAt: new Date().toISOString(),
         ...(prev?.mode && prev.via === gatewayId && prev.prefix === prefix ? { mode: prev.mode } : {}),
       };
@@ -274,10 +283,8 @@ export class DmServer {
       } else if (!prev) {
         this.log.info(`${deviceId} is behind ${gatewayId} at ${prefix}`);
       }
-      if (kind !== 'detached') {
-        // Read the record's Mode through plain DM, in the same session.
-        await this.queue.enqueue(gatewayId, { kind: 'Get', items: [{ target: { locURI: `${route.recordUri}/Mode` } }] }, undefined, `route-mode:${deviceId}`);
-      }
+      // Read the record's Mode through plain DM, in the same session.
+      await this.queue.enqueue(gatewayId, { kind: 'Get', items: [{ target: { locURI: `${route.recordUri}/Mode` } }] }, undefined, `route-mode:${deviceId}`);
     }
   }
 
@@ -291,9 +298,12 @@ export class DmServer {
     if (!source) return;
     for (const e of await this.queue.accepted(gatewayId)) {
       const route = e.route!;
-      const target = 'items' in e.command ? e.command.items[0]?.target?.locURI : undefined;
+      // A container (Atomic/Sequence) is reported at the mount point itself ('.').
+      const target = 'items' in e.command ? e.command.items[0]?.target?.locURI : '.';
       if (target === undefined || prefixUri(route.prefix, target) !== source) continue;
       const status = Number(typeof head.data === 'string' ? head.data : '500') || 500;
+      // 202 again means a child gateway deferred too: its own DeferredResult will follow.
+      if (status === 202) return;
       const results = mapItems(rest, (u) => stripPrefix(route.prefix, u)).map((it) => {
         const meta = { ...(it.meta ?? {}) };
         delete meta.type;
@@ -404,6 +414,8 @@ export class DmServer {
         { kind: 'Add', cmdID: '', items: [{ target: { locURI: at(`${t}/DeviceID`) }, data: deviceId }] },
         { kind: 'Add', cmdID: '', items: [{ target: { locURI: at(`${t}/Pkg0`) }, meta: { format: 'b64' }, data: Buffer.from(p0).toString('base64') }] },
         { kind: 'Exec', cmdID: '', items: [{ target: { locURI: at(`${t}/Operations/Trigger`) } }] },
+        // The trigger holds a used Package 0: drop it once delivered (the Exec's status is kept).
+        { kind: 'Delete', cmdID: '', items: [{ target: { locURI: at(t) } }] },
       ],
     } as Outgoing;
     this.announced.set(hex, deviceId);
@@ -463,7 +475,7 @@ export class DmServer {
         saveNonces: (id, n) => this.nonces.put(id, n),
         queue: this.queue,
         onDevInfo: (id, info) => this.recordDevInfo(id, info, msg.hdr.sessionID),
-        ...(this.learnRoutes ? { onAlert: (a: DeviceAlert) => this.onAlert(deviceId, a) } : {}),
+        ...(this.learnRoutes && this.accounts.get(deviceId)?.gateway ? { onAlert: (a: DeviceAlert) => this.onAlert(deviceId, a) } : {}),
         log: (level, m, fields) => this.log.log(level, m, { ...fields, sessionId: msg.hdr.sessionID }),
         maxMsgSize: this.config.maxMsgSize,
       });

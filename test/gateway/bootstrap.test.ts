@@ -24,7 +24,7 @@ describe('bootstrap to the server and mode switch', () => {
     await until(async () => (await d!.server.route(DEV))?.mode === 'proxy', 'the proxy route');
 
     // 1. The server creates the device's account on its side and its DMAcc on the device (through the mount).
-    d.server.addAccount({ deviceId: DEV, username: 'direct-user', secret: 'direct-secret', authType: 'syncml:auth-md5', clientNonce: '', serverNonce: '' });
+    d.server.addAccount({ deviceId: DEV, username: 'direct-user', secret: 'direct-secret', authType: 'syncml:auth-md5', gateway: false, clientNonce: '', serverNonce: '' });
     const acc = './DMAcc/operator';
     const leaf = (uri: string, value: string) => ({ cmd: 'Add', uri: `${acc}/${uri}`, value });
     const boot = await operate(d.server, DEV, {

@@ -92,7 +92,7 @@ describe.skipIf(!available)('transparent mode across network namespaces (no rout
         'serverSecret: wan-secret',
         'serverAuthType: md5',
         'accounts:',
-        '  - { deviceId: gw-edge, username: gw-edge, secret: gw-edge-pw, authType: md5 }',
+        '  - { deviceId: gw-edge, username: gw-edge, secret: gw-edge-pw, authType: md5, gateway: true }',
         `  - { deviceId: "${DEV}", username: lamp, secret: lamp-pw, authType: md5 }`,
         '',
       ].join('\n'),

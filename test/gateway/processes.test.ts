@@ -25,7 +25,7 @@ const DEV = 'IMEI:356938035643809';
 const SERVER_ID = 'proc-dms';
 
 async function startServer(gateways: string[]): Promise<{ api: string; dm: string }> {
-  const accounts = gateways.map((g) => `  - { deviceId: ${g}, username: ${g}, secret: ${g}-pw, authType: md5 }`).join('\n');
+  const accounts = gateways.map((g) => `  - { deviceId: ${g}, username: ${g}, secret: ${g}-pw, authType: md5, gateway: true }`).join('\n');
   await writeFile(join(dir, 'server.yaml'), `listen: 127.0.0.1:0\nserverId: ${SERVER_ID}\nserverSecret: dms-pw\nserverAuthType: md5\naccounts:\n${accounts}\n`);
   const p = await startGwmo(['server', '--config', join(dir, 'server.yaml'), '--data', join(dir, 'server')], /Operator API (http:\/\/\S+)\/api/);
   procs.push(p);

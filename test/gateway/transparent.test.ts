@@ -124,3 +124,18 @@ describe('transparent mode', () => {
     expect(unknown.statuses.at(-1).status).toBe(404);
   });
 });
+
+describe('route learning is for gateways only', () => {
+  it('an ordinary client cannot redirect another device by sending inventory alerts', async () => {
+    d = await startDeployment([
+      { deviceId: 'gw-t', username: 'gw-t-user', secret: 'gw-t-secret' },
+      { deviceId: DEV, username: 'tdev', secret: 'tdev-secret' },
+    ]);
+    const { dev } = await transparentDevice(d);
+    await addGateway(d, 'gw-t', { kind: 'server', server: d.server }, [{ deviceId: 'IMEI:victim', mode: 'proxy', username: 'v', secret: 'v' }]);
+    await until(async () => (await d!.server.route('IMEI:victim'))?.via === 'gw-t', 'the real route');
+    // DEV is a plain client: it claims the victim is behind it.
+    await dev.sendGenericAlert([{ source: { locURI: './GwMO/DeviceInventory/Records/x1' }, meta: { type: 'urn:oma:at:gwmo:1.1:DeviceAttached', format: 'chr' }, data: 'IMEI:victim' }]);
+    expect(await d.server.route('IMEI:victim')).toMatchObject({ via: 'gw-t', prefix: './GwMO/Devices/d0001' });
+  });
+});

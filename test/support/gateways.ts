@@ -27,7 +27,7 @@ export interface Deployment {
 }
 
 /** Starts a DM server with accounts for the given gateways (and direct devices). */
-export async function startDeployment(accounts: { deviceId: string; username: string; secret: string; authType?: string }[]): Promise<Deployment> {
+export async function startDeployment(accounts: { deviceId: string; username: string; secret: string; authType?: string; gateway?: boolean }[]): Promise<Deployment> {
   const tmp = await tempDir('gwmo-gw-');
   const logs: Record<string, string[]> = {};
   const sl = memoryLogger('server');
@@ -39,7 +39,8 @@ export async function startDeployment(accounts: { deviceId: string; username: st
       serverSecret: 'dms-secret',
       serverAuthType: 'md5',
       sessionTimeout: 60,
-      accounts: accounts.map((a) => ({ authType: 'md5', ...a })),
+      // Accounts named gw-* are gateways (their inventory alerts teach the server routes).
+      accounts: accounts.map((a) => ({ authType: 'md5', gateway: a.deviceId.startsWith('gw-'), ...a })),
     }),
     dataDir: join(tmp.dir, 'server'),
     logger: sl.logger,
