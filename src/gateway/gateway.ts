@@ -31,7 +31,7 @@ import type { AssociationInput } from '../../machines/association.ts';
 import { AssociationStore, STATUS_VALUE, type AssociationRecord } from './associations.ts';
 import { MODES, MODE_VALUE, associationConfigSchema, type AssociationConfig, type GatewayConfig } from './config.ts';
 import { EDTRIGGER_ROOT, createEdTriggerPlugin, type TriggerRecord } from './edtrigger.ts';
-import { DEVICES_ROOT, createGatewayExecutor, deferredItems } from './proxy.ts';
+import { DEVICES_ROOT, createGatewayExecutor, deferredItems, notExecuted } from './proxy.ts';
 
 /** Root of the GwMO objects in the gateway's tree (notes §1.1). */
 export const GWMO_ROOT = './GwMO';
@@ -177,9 +177,17 @@ export class Gateway {
       const d = c.items[0]!.data;
       return rec ? { rec, value: typeof d === 'string' ? d.trim() : '' } : undefined;
     };
+    /** True when a container holds a Mode replace (its side effects could not be rolled back with the Atomic). */
+    const hidesModeChange = (c: OperationCommand): boolean =>
+      'commands' in c && c.commands.some((x) => modeChange(x as OperationCommand) !== undefined || hidesModeChange(x as OperationCommand));
     return async (commands, msgRef, ctx) => {
       const out: Reply[] = [];
       for (const c of commands) {
+        if (hidesModeChange(c)) {
+          this.log.warn('a Mode switch inside Atomic/Sequence is refused: send it as a command of its own');
+          out.push(...(notExecuted(msgRef, c, 405) as Reply[]));
+          continue;
+        }
         const change = modeChange(c);
         const mode = change ? MODES[Number(change.value) as 0 | 1 | 2] : undefined;
         if (change && (!mode || !/^[012]$/.test(change.value) || (change.rec.gateway && mode === 'adaptation'))) {
@@ -491,7 +499,19 @@ export class Gateway {
   async bootstrapDevice(deviceId: string, address: string, pin: string): Promise<number> {
     const username = `bs-${randomBytes(6).toString('hex')}`;
     const secret = randomBytes(18).toString('base64url');
+    const previous = this.associations.get(deviceId);
     const rec = await this.associate({ deviceId, mode: 'proxy', gateway: false, username, secret, authType: 'syncml:auth-md5' });
+    /** On failure: a device that was already associated keeps its association; a new one is withdrawn. */
+    const undo = async (): Promise<void> => {
+      if (!previous) {
+        await this.forget(deviceId);
+        return;
+      }
+      const { key: _k, deviceId: _d, ...fields } = previous;
+      void _k;
+      void _d;
+      await this.activate((await this.associations.update(deviceId, fields))!);
+    };
     const { body, contentType } = encodeBootstrap({
       deviceId,
       serverId: this.config.serverId,
@@ -509,14 +529,14 @@ export class Gateway {
       await res.arrayBuffer();
       if (!res.ok) {
         this.log.warn(`bootstrap of ${deviceId} refused by the device: HTTP ${res.status}`);
-        await this.forget(deviceId);
+        await undo();
         return res.status === 401 ? 401 : 500;
       }
       this.log.info(`bootstrapped ${deviceId} to this gateway (${rec.key})`);
       return 200;
     } catch (err) {
       this.log.warn(`bootstrap of ${deviceId} failed: ${describeError(err)}`);
-      await this.forget(deviceId);
+      await undo();
       return 500;
     }
   }

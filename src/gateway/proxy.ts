@@ -73,8 +73,8 @@ function aclNeeds(c: Command): AclCommand[] {
   }
 }
 
-/** Statuses for a container whose inner commands were not executed. */
-function notExecuted(msgRef: string, c: Command, code: number): Outgoing[] {
+/** Statuses for a command (and, in a container, its inner commands: 215) that was not executed. */
+export function notExecuted(msgRef: string, c: Command, code: number): Outgoing[] {
   const out = [cmdStatus(msgRef, c, code)];
   if ('commands' in c) for (const inner of c.commands) out.push(...notExecuted(msgRef, inner, 215).map((s) => s));
   return out;
@@ -102,26 +102,36 @@ export function outcomeReplies(msgRef: string, c: Command, outcome: CommandOutco
 export function createGatewayExecutor(deps: ProxyDeps): CommandExecutor {
   const { tree, associations, south, log } = deps;
   return async (commands: OperationCommand[], msgRef: string, ctx: ExecutorContext): Promise<Reply[]> => {
-    const out: Outgoing[] = [];
+    // Proxied commands are all sent first and then awaited together, against one deadline for the
+    // whole message: waiting for them one after another could outlast the parent's session timeout.
+    const deadline = Date.now() + deps.timeoutMs;
+    const parts: (Outgoing[] | Promise<Outgoing[]>)[] = [];
     for (const c of commands) {
       let key: string;
       try {
         key = mountKeyOf(c);
       } catch (err) {
-        out.push(...notExecuted(msgRef, c, 400));
+        parts.push(notExecuted(msgRef, c, 400));
         log.warn(describeError(err));
         continue;
       }
       if (!key) {
-        out.push(...((await executeCommands(tree, [c], msgRef, ctx)) as Outgoing[]));
+        parts.push((await executeCommands(tree, [c], msgRef, ctx)) as Outgoing[]);
         continue;
       }
-      out.push(...(await forward(c, key, msgRef, ctx)));
+      const started = await forward(c, key, msgRef, ctx);
+      parts.push(Array.isArray(started) ? started : started(deadline));
     }
-    return out as Reply[];
+    return (await Promise.all(parts)).flat() as Reply[];
   };
 
-  async function forward(c: OperationCommand, key: string, msgRef: string, ctx: ExecutorContext): Promise<Outgoing[]> {
+  /** Checks and sends one proxied command; returns its replies, or a function that awaits them. */
+  async function forward(
+    c: OperationCommand,
+    key: string,
+    msgRef: string,
+    ctx: ExecutorContext,
+  ): Promise<Outgoing[] | ((deadline: number) => Promise<Outgoing[]>)> {
     const mount = `${DEVICES_ROOT}/${key}`;
     const rec = associations.byKey(key);
     if (!rec || !tree.hasLocal(mount)) return notExecuted(msgRef, c, 404);
@@ -143,14 +153,16 @@ export function createGatewayExecutor(deps: ProxyDeps): CommandExecutor {
     const entry =
       (await south.queue.pending(rec.deviceId)).find((e) => JSON.stringify(e.command) === same) ?? (await south.queue.enqueue(rec.deviceId, local));
     await south.notify(rec.deviceId).catch((err: unknown) => log.warn(`cannot wake ${rec.deviceId}: ${describeError(err)}`));
-    const done = await south.queue.waitFor(rec.deviceId, entry.id, deps.timeoutMs);
-    if (!done?.outcome) {
-      // Not back in time: accepted for processing; the result follows as a Generic Alert.
-      log.info(`${c.kind} for ${rec.deviceId} still pending after ${deps.timeoutMs} ms; answering 202`, { entry: entry.id });
-      await deps.defer(entry, mount, c);
-      return [cmdStatus(msgRef, c, 202)];
-    }
-    return outcomeReplies(msgRef, c, done.outcome, mount);
+    return async (deadline) => {
+      const done = await south.queue.waitFor(rec.deviceId, entry.id, Math.max(0, deadline - Date.now()));
+      if (!done?.outcome) {
+        // Not back in time: accepted for processing; the result follows as a DeferredResult alert.
+        log.info(`${c.kind} for ${rec.deviceId} still pending after ${deps.timeoutMs} ms; answering 202`, { entry: entry.id });
+        await deps.defer(entry, mount, c);
+        return [cmdStatus(msgRef, c, 202)];
+      }
+      return outcomeReplies(msgRef, c, done.outcome, mount);
+    };
   }
 }
 

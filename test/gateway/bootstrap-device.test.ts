@@ -65,3 +65,17 @@ describe('gateway bootstraps a device to itself', () => {
     expect(bad.status).toBe(400);
   });
 });
+
+describe('a failed bootstrap of a device the gateway already manages', () => {
+  it('keeps the existing association (credentials, mode) instead of dropping it', async () => {
+    const ID = 'IMEI:700000000000202';
+    d = await startDeployment([{ deviceId: 'gw-b', username: 'gw-b-user', secret: 'gw-b-secret' }]);
+    const gw = await addGateway(d, 'gw-b', { kind: 'server', server: d.server }, [{ deviceId: ID, mode: 'proxy', username: 'orig', secret: 'orig-pw' }]);
+    const { dev } = await freshDevice(d, ID);
+    const before = gw.associations.get(ID)!;
+    const r = await operate(d.server, 'gw-b', { cmd: 'Exec', uri: './GwMO/DeviceInventory/Operations/Bootstrap', value: `DeviceID=${ID}&Address=${dev.bootstrapUrl}&PIN=999999` });
+    expect(r.status).toBe(401);
+    expect(gw.associations.get(ID)).toMatchObject({ key: before.key, username: 'orig', secret: 'orig-pw', mode: 'proxy' });
+    expect(gw.south.account(ID)).toMatchObject({ username: 'orig', secret: 'orig-pw' });
+  });
+});

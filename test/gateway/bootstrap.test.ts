@@ -78,3 +78,17 @@ describe('bootstrap to the server and mode switch', () => {
     expect(d.logs['gw-1']!.some((l) => l.includes('mode 2 refused for gw-child'))).toBe(true);
   });
 });
+
+describe('mode switches are commands of their own', () => {
+  it('refuses a Mode switch inside an Atomic (405) and changes nothing', async () => {
+    d = await startDeployment([{ deviceId: 'gw-1', username: 'gw-1-user', secret: 'gw-1-secret' }]);
+    const gw = await addGateway(d, 'gw-1', { kind: 'server', server: d.server }, [proxyAssociation('IMEI:700000000000066')]);
+    const r = await operate(d.server, 'gw-1', {
+      cmd: 'Atomic',
+      commands: [{ cmd: 'Replace', uri: './GwMO/DeviceInventory/Records/d0001/Mode', value: '0', format: 'int' }],
+    });
+    expect(r.status).toBe(405);
+    expect(r.statuses.map((s: { status: number }) => s.status)).toEqual([405, 215]);
+    expect(gw.associations.get('IMEI:700000000000066')?.mode).toBe('proxy');
+  });
+});
