@@ -347,7 +347,8 @@ export class Gateway {
    */
   private async onSouthAlert(a: DeviceAlert): Promise<void> {
     const rec = this.associations.get(a.deviceId);
-    if (!rec?.gateway || a.code !== '1226') return;
+    // Generic alerts of proxy-mode devices (e.g. an async Exec's completion) and of child gateways go up.
+    if (!rec || rec.mode !== 'proxy' || a.code !== '1226') return;
     const mount = `${DEVICES_ROOT}/${rec.key}`;
     const items = a.items.map((it) => (it.source ? { ...it, source: { ...it.source, locURI: prefixUri(mount, it.source.locURI) } } : it));
     await this.queueAlert({ items, ...(a.correlator !== undefined ? { correlator: a.correlator } : {}), at: a.at });

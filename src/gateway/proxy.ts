@@ -13,6 +13,7 @@ import type { DmServer } from '../server/server.ts';
 import type { CommandOutcome, QueueEntry } from '../server/queue.ts';
 import { cmdStatus, type Outgoing } from '../session/common.ts';
 import { mapCommandUris, mapItems, prefixUri, stripPrefix } from '../session/route.ts';
+import { DEFERRED_MARK } from '../session/server-session.ts';
 import { aclAllows, type AclCommand } from '../tree/acl.ts';
 import { executeCommands, type ExecutorContext, type Reply } from '../tree/executor.ts';
 import { LOCAL, type DmTree } from '../tree/tree.ts';
@@ -159,7 +160,7 @@ export function createGatewayExecutor(deps: ProxyDeps): CommandExecutor {
         // Not back in time: accepted for processing; the result follows as a DeferredResult alert.
         log.info(`${c.kind} for ${rec.deviceId} still pending after ${deps.timeoutMs} ms; answering 202`, { entry: entry.id });
         await deps.defer(entry, mount, c);
-        return [cmdStatus(msgRef, c, 202)];
+        return [cmdStatus(msgRef, c, 202, [{ meta: { type: DEFERRED_MARK, format: 'chr' }, data: entry.id }])];
       }
       return outcomeReplies(msgRef, c, done.outcome, mount);
     };

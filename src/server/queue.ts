@@ -16,6 +16,8 @@ export interface CommandStatus {
   cmd: string;
   target?: string;
   status: number;
+  /** A gateway's 202 for a device it could not reach in time (marked in the Status); the result follows. */
+  deferred?: boolean;
 }
 
 /** What came back for a queued command. */

@@ -14,7 +14,7 @@ import { DEFAULT_LIMITS } from '../codec/element.ts';
 import { GwError, describeError, statusOf } from '../errors.ts';
 import { createLogger, type Logger } from '../log.ts';
 import { hdrStatus, numberCommands } from '../session/common.ts';
-import { ServerSession, type AccountNonces, type ServerAccount } from '../session/server-session.ts';
+import { DEFERRED_MARK, ServerSession, type AccountNonces, type ServerAccount } from '../session/server-session.ts';
 import { openStore, type Section, type Store } from '../store/store.ts';
 import { listen, readBody, type Listener } from '../transport/http.ts';
 import { dmServerMachine, type SessionMessageEvent } from '../../machines/server-session.ts';
@@ -62,8 +62,8 @@ export const INVENTORY_ALERTS = {
   changed: 'urn:oma:at:gwmo:1.1:DeviceChanged',
 } as const;
 
-/** Generic Alert type of a proxied command's late result (PROPOSED; the gateway's DEFERRED_RESULT_ALERT). */
-export const DEFERRED_RESULT = 'urn:oma:at:gwmo:1.1:DeferredResult';
+/** Generic Alert type of a proxied command's late result (PROPOSED; the same type marks the gateway's 202). */
+export const DEFERRED_RESULT = DEFERRED_MARK;
 
 const RECORD_RE = /^(.*?)\/?GwMO\/DeviceInventory\/Records\/([^/]+)$/;
 const MODE_NAMES = ['transparent', 'proxy', 'adaptation'] as const;
@@ -241,6 +241,7 @@ export class DmServer {
       await this.onDeferredResult(gatewayId, alert);
       return;
     }
+    await this.fileDeviceAlert(gatewayId, alert);
     for (const it of alert.items) {
       const type = (it.meta?.type ?? '').toLowerCase();
       const kind = type === INVENTORY_ALERTS.attached.toLowerCase() ? 'attached'
@@ -286,6 +287,18 @@ export class DmServer {
       // Read the record's Mode through plain DM, in the same session.
       await this.queue.enqueue(gatewayId, { kind: 'Get', items: [{ target: { locURI: `${route.recordUri}/Mode` } }] }, undefined, `route-mode:${deviceId}`);
     }
+  }
+
+  /**
+   * A device's own Generic Alert relayed by its gateway (Source under the device's mount) is filed
+   * under that device too, with its own URIs, so the operator finds it with the device.
+   */
+  private async fileDeviceAlert(gatewayId: string, alert: DeviceAlert): Promise<void> {
+    const src = alert.items[0]?.source?.locURI;
+    if (!src || RECORD_RE.test(src)) return;
+    const route = (await this.allRoutes()).find((r) => r.via === gatewayId && (src === r.prefix || src.startsWith(r.prefix + '/')));
+    if (!route) return;
+    await this.queue.addAlert({ ...alert, deviceId: route.deviceId, items: mapItems(alert.items, (u) => stripPrefix(route.prefix, u)) });
   }
 
   /**

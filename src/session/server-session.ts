@@ -115,6 +115,13 @@ interface Tracking {
   resultsUntilFinal?: boolean;
 }
 
+/**
+ * Meta Type of the Item a gateway puts in its 202 Status when it stored a command for a device it
+ * could not reach in time (PROPOSED): the result follows as a DeferredResult alert. A device's own
+ * 202 (e.g. an asynchronous Exec) has no such Item and completes the command as 202.
+ */
+export const DEFERRED_MARK = 'urn:oma:at:gwmo:1.1:DeferredResult';
+
 /** Why a session ended, for logs and the API. */
 export type EndReason = 'completed' | 'aborted-by-client' | 'auth-failed' | 'unknown-device' | 'protocol-error' | 'timeout';
 
@@ -413,7 +420,8 @@ export class ServerSession {
     if (f.chunk && code === 213) return; // chunk buffered; the final status comes after the last chunk
     const t = this.tracking.get(f.entry.id);
     if (!t) return;
-    t.statuses.push({ path: f.path, cmd: f.cmd, ...(f.target !== undefined ? { target: f.target } : {}), status: code });
+    const deferred = code === 202 && s.items.some((i) => i.meta?.type?.toLowerCase() === DEFERRED_MARK.toLowerCase());
+    t.statuses.push({ path: f.path, cmd: f.cmd, ...(f.target !== undefined ? { target: f.target } : {}), status: code, ...(deferred ? { deferred } : {}) });
     t.outstanding--;
     if (f.cmd === 'Get' && code === 200) {
       t.awaitingResults++;
@@ -466,7 +474,7 @@ export class ServerSession {
         statuses: t.statuses.map((x) => (x.target !== undefined ? { ...x, target: unmap(x.target) } : x)),
         results: route ? mapItems(t.results, unmap) : t.results,
       };
-      if (route && outcome.status === 202) {
+      if (route && outcome.status === 202 && top?.deferred) {
         // The gateway accepted it for a device it could not reach in time: the result follows in a
         // DeferredResult alert (src/server/server.ts), so it is neither done nor sent again.
         await this.deps.queue.markAccepted(t.entry);

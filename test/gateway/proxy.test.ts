@@ -199,3 +199,25 @@ describe('one account and one authentication for a group of devices (HLF-004, SE
     for (const dev of d.devices) expect((await dev.tree.get('./Vendor/Level', {})).data).toBe('5');
   });
 });
+
+describe('a device\'s own asynchronous answer through a gateway', () => {
+  it('completes with the device\'s 202 and files its completion alert (with the Correlator) under the device', async () => {
+    const ID = 'IMEI:700000000000303';
+    d = await startDeployment([{ deviceId: 'gw-1', username: 'gw-1-user', secret: 'gw-1-secret' }]);
+    const gw = await addGateway(d, 'gw-1', { kind: 'server', server: d.server }, [proxyAssociation(ID)]);
+    const dev = await addDevice(d, ID, { kind: 'gateway', gateway: gw }, {
+      nodes: [
+        { uri: './Vendor', format: 'node', acl: `Get=*&Exec=${gw.config.serverId}` },
+        { uri: './Vendor/Update', format: 'chr', value: '', exec: 'async' },
+      ],
+    });
+    await dev.connect();
+    await until(async () => (await d!.server.route(ID))?.mode === 'proxy', 'the route');
+    const r = await operate(d.server, ID, { cmd: 'Exec', uri: './Vendor/Update', correlator: 'fw-42' });
+    expect(r).toMatchObject({ state: 'done', status: 202 }); // the device's own 202, not a gateway deferral
+    const alertsUrl = `${d.server.url}/api/devices/${encodeURIComponent(ID)}/alerts`;
+    await until(async () => ((await (await fetch(alertsUrl)).json()) as { alerts: unknown[] }).alerts.length === 1, 'the completion alert');
+    const { alerts } = (await (await fetch(alertsUrl)).json()) as { alerts: any[] };
+    expect(alerts[0]).toMatchObject({ code: '1226', correlator: 'fw-42', items: [{ source: { locURI: './Vendor/Update' }, data: '200' }] });
+  });
+});
