@@ -320,6 +320,10 @@ export class Gateway {
       });
       if (!rec) return;
       await this.writeRecordNodes(rec);
+      if (ch.status === 'attached' && prev?.status === 'detached') {
+        // Back again: the parent marks the route attached (and re-reads its mode).
+        await this.queueAlert({ items: [this.inventoryAlertItem(rec, INVENTORY_ALERTS.attached)], at: now });
+      }
       if (ch.status === 'detached') {
         // Detached is always reported (notes §1.3).
         await this.queueAlert({ items: [this.inventoryAlertItem(rec, INVENTORY_ALERTS.detached)], at: now });

@@ -126,7 +126,12 @@ function fail(res: ServerResponse, err: unknown): void {
 /** Routes one /api request. */
 export async function handleApi(server: DmServer, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
   try {
-    const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent); // ['api', ...]
+    let parts: string[];
+    try {
+      parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent); // ['api', ...]
+    } catch {
+      throw new GwError('API_BAD_PATH', `malformed percent-encoding in ${url.pathname}`, { status: 400 });
+    }
     const method = req.method ?? 'GET';
     if (parts.length === 2 && parts[1] === 'health' && method === 'GET') {
       sendJson(res, 200, { ok: true, serverId: server.config.serverId, sessions: server.activeSessions });
@@ -187,7 +192,14 @@ export async function handleApi(server: DmServer, req: IncomingMessage, res: Ser
       return;
     }
     if (sub === 'commands' && parts.length === 4 && method === 'POST') {
-      const parsed = commandRequestSchema.safeParse(await jsonBody(req));
+      const raw = await jsonBody(req);
+      const CMDS = ['Get', 'Replace', 'Add', 'Delete', 'Exec', 'Copy', 'Atomic', 'Sequence'];
+      const cmd = (raw as { cmd?: unknown } | null)?.cmd;
+      // Checked first: the schema is a union, whose own message for a wrong cmd says little.
+      if (typeof cmd !== 'string' || !CMDS.includes(cmd)) {
+        throw new GwError('API_BAD_REQUEST', `cmd: must be one of ${CMDS.join(', ')}`, { status: 400 });
+      }
+      const parsed = commandRequestSchema.safeParse(raw);
       if (!parsed.success) {
         throw new GwError('API_BAD_REQUEST', parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; '), { status: 400 });
       }

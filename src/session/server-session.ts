@@ -430,7 +430,11 @@ export class ServerSession {
   }
 
   private onResults(r: Command & { kind: 'Results' }, hdr: SyncHdr, statuses: Outgoing[]): void {
-    const key = `${r.msgRef ?? ''}:${r.cmdRef}`;
+    // MsgRef is optional on Results: without it, take the latest of our messages with that CmdID.
+    const key =
+      r.msgRef !== undefined
+        ? `${r.msgRef}:${r.cmdRef}`
+        : ([...this.resultKeys.keys()].filter((k) => k.endsWith(`:${r.cmdRef}`)).sort((a, b) => Number(b.split(':')[0]) - Number(a.split(':')[0]))[0] ?? `:${r.cmdRef}`);
     const owner = [...this.tracking.values()].find((t) => t.entry && this.resultKeys.get(key) === t.entry.id);
     if (!owner) {
       this.deps.log('debug', `results for unknown command ${key}`);
