@@ -12,6 +12,8 @@ import { createLogger } from '../log.ts';
 import { serverConfigSchema } from '../server/config.ts';
 import { DmServer } from '../server/server.ts';
 import { callApi, statusText, table } from './client.ts';
+import { gatewayConfigSchema } from '../gateway/config.ts';
+import { Gateway } from '../gateway/gateway.ts';
 
 interface DemoDevice {
   deviceId: string;
@@ -29,6 +31,9 @@ const DEVICES: DemoDevice[] = [
 ];
 
 const SERVER_ID = 'gwmo-demo-dms';
+const GATEWAY_ID = 'gw-boiler-room';
+/** A device with no account on the server, managed through the gateway (GwMO proxy mode). */
+const BEHIND: DemoDevice = { deviceId: 'urn:dev:mac:0024e8b0b0b0', label: 'boiler', encoding: 'xml', authType: 'md5', serverAuthType: 'md5', model: 'Boiler-9' };
 
 /** Runs the demo. */
 export async function runDemo(opts: { json: boolean; keep: boolean; listen: string; waitForSignal: () => Promise<void> }): Promise<void> {
@@ -44,14 +49,17 @@ export async function runDemo(opts: { json: boolean; keep: boolean; listen: stri
       serverId: SERVER_ID,
       serverSecret: 'demo-server-secret',
       serverAuthType: 'md5',
-      accounts: DEVICES.map((d) => ({
-        deviceId: d.deviceId,
-        username: d.label,
-        secret: `${d.label}-secret`,
-        authType: d.authType,
-        serverAuthType: d.serverAuthType,
-        serverSecret: `${d.label}-server-secret`,
-      })),
+      accounts: [
+        ...DEVICES.map((d) => ({
+          deviceId: d.deviceId,
+          username: d.label,
+          secret: `${d.label}-secret`,
+          authType: d.authType,
+          serverAuthType: d.serverAuthType,
+          serverSecret: `${d.label}-server-secret`,
+        })),
+        { deviceId: GATEWAY_ID, username: GATEWAY_ID, secret: 'gw-secret', authType: 'md5', gateway: true },
+      ],
     }),
     dataDir: join(dir, 'server'),
     logger: createLogger('server', { level: logLevel }),
@@ -90,6 +98,34 @@ export async function runDemo(opts: { json: boolean; keep: boolean; listen: stri
     await dev.start();
     devices.push(dev);
   }
+
+  // A gateway, and a device behind it that the server cannot reach on its own.
+  const gateway = await Gateway.create({
+    config: gatewayConfigSchema.parse({
+      id: GATEWAY_ID,
+      parent: { url: server.dmUrl, serverId: SERVER_ID, username: GATEWAY_ID, secret: 'gw-secret', authType: 'md5', serverSecret: 'demo-server-secret', serverAuthType: 'md5' },
+      serverId: `${GATEWAY_ID}-south`,
+      serverSecret: 'gw-south-secret',
+      devices: [{ deviceId: BEHIND.deviceId, mode: 'proxy', username: 'boiler', secret: 'boiler-secret', authType: 'md5' }],
+    }),
+    dataDir: join(dir, GATEWAY_ID),
+    logger: createLogger('gateway', { level: logLevel }).child(GATEWAY_ID),
+  });
+  await gateway.start();
+  const boiler = await SimDevice.create({
+    config: deviceConfigSchema.parse({
+      deviceId: BEHIND.deviceId,
+      devInfo: { man: 'gwmo', mod: BEHIND.model },
+      server: { serverId: `${GATEWAY_ID}-south`, url: gateway.southUrl, username: 'boiler', secret: 'boiler-secret', authType: 'md5', serverSecret: 'gw-south-secret', serverAuthType: 'md5' },
+      nodes: [
+        { uri: './Vendor', format: 'node', acl: `Get=*&Replace=${GATEWAY_ID}-south` },
+        { uri: './Vendor/FlowTemp', value: '55', format: 'int' },
+      ],
+    }),
+    dataDir: join(dir, 'boiler'),
+    logger: createLogger('device', { level: logLevel }).child('boiler'),
+  });
+  await boiler.start();
 
   const steps: { step: string; device: string; encoding: string; auth: string; status: string; detail: string }[] = [];
   const api = server.url;
@@ -130,11 +166,20 @@ export async function runDemo(opts: { json: boolean; keep: boolean; listen: stri
     });
     await run('Get ./Vendor/Name (unchanged after rollback)', meter, { cmd: 'Get', uri: './Vendor/Name' });
     await run('Get ./Vendor/Factory/Calibration (ACL)', thermo, { cmd: 'Get', uri: './Vendor/Factory/Calibration' });
+
+    out(`\n3. A device behind gateway ${GATEWAY_ID} (proxy mode; the server has no account for it, it finds the route):`);
+    await boiler.connect();
+    for (let i = 0; i < 200 && (await server.route(BEHIND.deviceId))?.mode !== 'proxy'; i++) await new Promise((r) => setTimeout(r, 25));
+    const route = await server.route(BEHIND.deviceId);
+    out(`  route: via ${route?.via} at ${route?.prefix} (${route?.mode ?? 'mode unknown'})`);
+    await run('Get ./Vendor/FlowTemp (through the gateway)', BEHIND, { cmd: 'Get', uri: './Vendor/FlowTemp' });
+    await run('Replace ./Vendor/FlowTemp = 60', BEHIND, { cmd: 'Replace', uri: './Vendor/FlowTemp', value: '60', format: 'int' });
+    await run('Get ./Vendor/FlowTemp', BEHIND, { cmd: 'Get', uri: './Vendor/FlowTemp' });
     const res = await callApi(api, 'GET', `api/devices/${encodeURIComponent(thermo.deviceId)}/commands`);
     if (opts.json) {
       process.stdout.write(JSON.stringify({ server: server.dmUrl, steps, thermostatCommands: res.json.commands }, null, 2) + '\n');
     } else {
-      out('\n3. Summary:');
+      out('\n4. Summary:');
       out(table(['step', 'device', 'enc', 'auth', 'status'], steps.map((s) => [s.step, s.device, s.encoding, s.auth, s.status])));
       out(`\nTry it yourself: \`gwmo demo --keep\`, then e.g. \`gwmo get ${thermo.deviceId} ./DevInfo/Mod --server ${api}\``);
     }
@@ -144,6 +189,8 @@ export async function runDemo(opts: { json: boolean; keep: boolean; listen: stri
     }
   } finally {
     for (const d of devices) await d.stop();
+    await boiler.stop();
+    await gateway.stop();
     await server.stop();
     await rm(dir, { recursive: true, force: true });
   }

@@ -311,6 +311,7 @@ export class Gateway {
   }
 
   private async onAssociationChange(ch: { deviceId: string; status?: 'pending' | 'attached' | 'detached'; mode?: AssociationRecord['mode'] }): Promise<void> {
+    if (this.stopped) return; // shutting down: the store may already be closed
     try {
       const now = new Date().toISOString();
       const prev = this.associations.get(ch.deviceId);
@@ -329,7 +330,7 @@ export class Gateway {
         await this.queueAlert({ items: [this.inventoryAlertItem(rec, INVENTORY_ALERTS.detached)], at: now });
       }
     } catch (err) {
-      this.log.error(`cannot record the change of ${ch.deviceId}: ${describeError(err)}`);
+      if (!this.stopped) this.log.error(`cannot record the change of ${ch.deviceId}: ${describeError(err)}`);
     }
   }
 
