@@ -160,6 +160,5 @@ describe('gateways as processes', () => {
     const results = JSON.parse((await gwmo(['results', DEV, '--server', server.api, '--json'])).stdout);
     const replace = results.commands.find((c: any) => c.id === queued.id);
     expect(replace).toMatchObject({ state: 'done', status: 200 });
-    void cfg;
   });
 });

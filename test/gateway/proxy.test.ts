@@ -58,7 +58,6 @@ describe('hierarchy', () => {
     // A gateway managed through other gateways (HLF-009): read gw-c's own DevInfo through gw-a and gw-b.
     const gc = await operate(d.server, 'gw-c', { cmd: 'Get', uri: './GwMO/Config/GatewayID' });
     expect(gc.results).toEqual([{ uri: './GwMO/Config/GatewayID', format: 'chr', data: 'gw-c' }]);
-    void b;
   });
 });
 
@@ -142,7 +141,6 @@ describe('nomadic devices', () => {
     ]);
     const g1 = await addGateway(d, 'gw-1', { kind: 'server', server: d.server }, [proxyAssociation(NOMAD)]);
     const g2 = await addGateway(d, 'gw-2', { kind: 'server', server: d.server });
-    void g2;
     // Its tree lets both gateways' servers manage it (ACLs name servers; §5.4).
     const vendorAcl = { nodes: [
       { uri: './Vendor', format: 'node', acl: 'Get=*&Replace=gw-1-south+gw-2-south' },

@@ -79,7 +79,7 @@ describe('transparent mode', () => {
       { deviceId: DEV, username: 'tdev', secret: 'tdev-secret' },
     ]);
     const { dev, lines } = await transparentDevice(d);
-    const gw = await addGateway(d, 'gw-t', { kind: 'server', server: d.server }, [
+    await addGateway(d, 'gw-t', { kind: 'server', server: d.server }, [
       { deviceId: DEV, mode: 'transparent', notify: dev.notifyUrl, serverId: SERVER_ID },
     ]);
     // A Package 0 that the server did not make (garbage digest), delivered through EDTrigger by the server's own session.
@@ -101,7 +101,6 @@ describe('transparent mode', () => {
     // Trigger state: delivered (the gateway cannot judge the digest; the device does).
     const st = await operate(d.server, 'gw-t', { cmd: 'Get', uri: './GwMO/EDTrigger/f1/State' });
     expect(st.results[0].data).toBe('20');
-    void gw;
   });
 
   it('refuses a trigger for a device that is not in transparent mode (406) or unknown (404)', async () => {
