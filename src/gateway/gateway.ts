@@ -37,6 +37,10 @@ import { DEVICES_ROOT, createGatewayExecutor, deferredItems, notExecuted } from 
 export const GWMO_ROOT = './GwMO';
 /** Inventory records (notes §1.3). */
 export const RECORDS_ROOT = './GwMO/DeviceInventory/Records';
+/** Inventory summary counters (notes §1.3). */
+export const SUMMARY_ROOT = './GwMO/DeviceInventory/Summary';
+/** The new-device alert switch (notes §1.2). */
+export const NEW_DEVICE_ALERT = './GwMO/Config/NewDeviceAlert';
 /** Generic Alert type of a proxied command finished after a 202 (PROPOSED). */
 export const DEFERRED_RESULT_ALERT = DEFERRED_RESULT;
 
@@ -203,7 +207,7 @@ export class Gateway {
         const updated = (await this.associations.update(change.rec.deviceId, { mode }))!;
         await this.activate(updated);
         this.log.info(`${updated.deviceId} switched from ${change.rec.mode} to ${mode} mode`);
-        await this.queueAlert({ items: [this.inventoryAlertItem(updated, INVENTORY_ALERTS.changed)], at: new Date().toISOString() });
+        await this.inventoryAlert(updated, INVENTORY_ALERTS.changed);
       }
       return out;
     };
@@ -279,7 +283,7 @@ export class Gateway {
     await this.activate(record);
     if (created) {
       this.log.info(`associated ${record.deviceId} as ${record.key} (${record.mode}${record.gateway ? ', child gateway' : ''})`);
-      await this.queueAlert({ items: [this.inventoryAlertItem(record, INVENTORY_ALERTS.attached)], at: new Date().toISOString() });
+      await this.inventoryAlert(record, INVENTORY_ALERTS.attached);
     }
     return record;
   }
@@ -323,7 +327,7 @@ export class Gateway {
       await this.writeRecordNodes(rec);
       if (ch.status === 'attached' && prev?.status === 'detached') {
         // Back again: the parent marks the route attached (and re-reads its mode).
-        await this.queueAlert({ items: [this.inventoryAlertItem(rec, INVENTORY_ALERTS.attached)], at: now });
+        await this.inventoryAlert(rec, INVENTORY_ALERTS.attached);
       }
       if (ch.status === 'detached') {
         // Detached is always reported (notes §1.3).
@@ -338,10 +342,35 @@ export class Gateway {
     if (!this.associations.get(deviceId)) return;
     const ok = reason === 'completed';
     this.actor.send({ type: 'association.event', deviceId, event: { type: ok ? 'session.ok' : 'session.failed' } });
-    if (ok) void this.associations.update(deviceId, { lastSeen: new Date().toISOString() });
+    if (ok) void this.recordIdentity(deviceId);
   }
 
   /** An inventory alert item (notes §1.3): Source = the record, Data = the DeviceID. */
+  /**
+   * Sends an inventory alert. Attached and Changed go only while `./GwMO/Config/NewDeviceAlert` is
+   * true (the server switches it, DI "new-device alert on/off"); Detached always goes (notes §1.3).
+   */
+  private async inventoryAlert(rec: AssociationRecord, type: string): Promise<void> {
+    if (type !== INVENTORY_ALERTS.detached) {
+      const on = this.tree.hasLocal(NEW_DEVICE_ALERT) ? (await this.tree.get(NEW_DEVICE_ALERT, LOCAL)).data : 'true';
+      if (on !== 'true') return;
+    }
+    await this.queueAlert({ items: [this.inventoryAlertItem(rec, type)], at: new Date().toISOString() });
+  }
+
+  /** Caches the identity the device reported in its Package 1 (Man, Mod) in its inventory record. */
+  private async recordIdentity(deviceId: string): Promise<void> {
+    const rec = this.associations.get(deviceId);
+    const info = (await this.south.device(deviceId))?.devInfo;
+    if (!rec || !info || this.stopped) return;
+    for (const [leaf, value] of [['Man', info['Man']], ['Mod', info['Mod']]] as const) {
+      if (value === undefined) continue;
+      const uri = `${RECORDS_ROOT}/${rec.key}/${leaf}`;
+      if (this.tree.hasLocal(uri)) await this.tree.replace(uri, { format: 'chr', data: value }, LOCAL);
+      else await this.tree.add(uri, { format: 'chr', data: value, access: ['Get'] }, LOCAL);
+    }
+  }
+
   private inventoryAlertItem(rec: AssociationRecord, type: string): Item {
     return { source: { locURI: `${RECORDS_ROOT}/${rec.key}` }, meta: { type, format: 'chr' }, data: rec.deviceId };
   }
@@ -459,6 +488,8 @@ export class Gateway {
     await ensure(`${GWMO_ROOT}/Config/SouthServerURI`, { format: 'chr', data: this.south.dmUrl });
     await ensure(`${GWMO_ROOT}/DeviceInventory`, { format: 'node', type: 'urn:oma:mo:oma-gwmo-deviceinventory:1.1' });
     await ensure(RECORDS_ROOT, { format: 'node' });
+    if (!this.tree.hasLocal(NEW_DEVICE_ALERT)) await this.tree.add(NEW_DEVICE_ALERT, { format: 'bool', data: 'true', access: ['Get', 'Replace'] }, LOCAL);
+    await this.writeSummary();
     await ensure(DEVICES_ROOT, { format: 'node' });
     await ensure(`${GWMO_ROOT}/DeviceInventory/Operations`, { format: 'node' });
     for (const op of ['Associate', 'Remove', 'Bootstrap']) {
@@ -569,6 +600,7 @@ export class Gateway {
     this.actor.send({ type: 'association.remove', deviceId });
     this.south.removeAccount(deviceId);
     for (const uri of [`${RECORDS_ROOT}/${rec.key}`, `${DEVICES_ROOT}/${rec.key}`]) if (this.tree.hasLocal(uri)) await this.tree.delete(uri, LOCAL);
+    await this.writeSummary();
     await this.queueAlert({ items: [this.inventoryAlertItem(rec, INVENTORY_ALERTS.detached)], at: new Date().toISOString() });
     this.log.info(`removed ${deviceId} (${rec.key})`);
     return true;
@@ -596,6 +628,24 @@ export class Gateway {
     }
     const mount = `${DEVICES_ROOT}/${rec.key}`;
     if (rec.mode !== 'transparent' && !this.tree.hasLocal(mount)) await this.tree.add(mount, { format: 'node', access: ['Get', 'Replace'] }, LOCAL);
+    await this.writeSummary();
+  }
+
+  /** The inventory summary counters (DI "summary of all devices"): Total, Attached, Detached, ChildGateways. */
+  private async writeSummary(): Promise<void> {
+    const all = this.associations.all();
+    const counters: [string, number][] = [
+      ['Total', all.length],
+      ['Attached', all.filter((r) => r.status === 'attached').length],
+      ['Detached', all.filter((r) => r.status === 'detached').length],
+      ['ChildGateways', all.filter((r) => r.gateway).length],
+    ];
+    if (!this.tree.hasLocal(SUMMARY_ROOT)) await this.tree.add(SUMMARY_ROOT, { format: 'node', access: ['Get'] }, LOCAL);
+    for (const [name, n] of counters) {
+      const uri = `${SUMMARY_ROOT}/${name}`;
+      if (this.tree.hasLocal(uri)) await this.tree.replace(uri, { format: 'int', data: String(n) }, LOCAL);
+      else await this.tree.add(uri, { format: 'int', data: String(n), access: ['Get'] }, LOCAL);
+    }
   }
 }
 

@@ -123,6 +123,7 @@ export class DmServer {
     for (const a of opts.config.accounts) this.accounts.set(a.deviceId, a);
     this.queue.events.on('done', (e: QueueEntry) => {
       if (e.tag?.startsWith('route-mode:')) void this.onModeRead(e.tag.slice('route-mode:'.length), e);
+      else void this.onInventoryRead(e);
     });
     this.root = createActor(dmServerMachine, {
       input: { onEnded: (key, reason) => void this.onSessionEnded(key, reason) },
@@ -327,6 +328,39 @@ export class DmServer {
       return;
     }
     this.log.warn(`deferred result from ${gatewayId} for ${source} matches no accepted command`);
+  }
+
+  /**
+   * Routes also come from reading a gateway's inventory (e.g. `Get ./GwMO/DeviceInventory?list=StructData`),
+   * which is how the server finds devices while the gateway's new-device alerts are switched off.
+   */
+  private async onInventoryRead(e: QueueEntry): Promise<void> {
+    if (!this.learnRoutes || !this.accounts.get(e.deviceId)?.gateway || e.route || e.outcome?.status !== 200 || e.command.kind !== 'Get') return;
+    const records = new Map<string, { deviceId?: string; mode?: number }>();
+    for (const it of e.outcome.results) {
+      const m = /^(.*\/Records\/[^/]+)\/(DeviceID|Mode)$/.exec(it.source?.locURI ?? '');
+      if (!m || !RECORD_RE.test(m[1]!)) continue;
+      const r = records.get(m[1]!) ?? {};
+      const v = typeof it.data === 'string' ? it.data.trim() : '';
+      if (m[2] === 'DeviceID') r.deviceId = v;
+      else r.mode = Number(v);
+      records.set(m[1]!, r);
+    }
+    for (const [recordUri, r] of records) {
+      if (!r.deviceId) continue;
+      const prev = await this.routes.get(r.deviceId);
+      if (prev?.via === e.deviceId && prev.recordUri === recordUri && prev.mode !== undefined) continue;
+      await this.onAlert(e.deviceId, {
+        deviceId: e.deviceId,
+        at: new Date().toISOString(),
+        sessionId: e.sessionId ?? '',
+        code: '1226',
+        items: [{ source: { locURI: recordUri }, meta: { type: INVENTORY_ALERTS.attached, format: 'chr' }, data: r.deviceId }],
+      });
+      const learnt = await this.routes.get(r.deviceId);
+      const mode = r.mode !== undefined ? MODE_NAMES[r.mode as 0 | 1 | 2] : undefined;
+      if (learnt && mode) await this.routes.put(r.deviceId, { ...learnt, mode });
+    }
   }
 
   private async onModeRead(deviceId: string, e: QueueEntry): Promise<void> {
