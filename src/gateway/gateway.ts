@@ -491,6 +491,9 @@ export class Gateway {
     if (!this.tree.hasLocal(NEW_DEVICE_ALERT)) await this.tree.add(NEW_DEVICE_ALERT, { format: 'bool', data: 'true', access: ['Get', 'Replace'] }, LOCAL);
     await this.writeSummary();
     await ensure(DEVICES_ROOT, { format: 'node' });
+    // Device groups (GwMO-Group-001/002, notes §1.4): the server creates, changes and deletes them
+    // with plain Add/Replace/Delete (./GwMO's ACL gives it the rights); fanout to groups comes next.
+    await ensure(`${GWMO_ROOT}/Groups`, { format: 'node', type: 'urn:oma:mo:oma-gwmo-group:1.1' });
     await ensure(`${GWMO_ROOT}/DeviceInventory/Operations`, { format: 'node' });
     for (const op of ['Associate', 'Remove', 'Bootstrap']) {
       const uri = `${GWMO_ROOT}/DeviceInventory/Operations/${op}`;

@@ -66,3 +66,33 @@ describe('device inventory', () => {
     await until(async () => (await d!.server.route('IMEI:800000000000010')) !== undefined, 'the alert-announced route');
   });
 });
+
+describe('device groups', () => {
+  it('the server creates, changes, reads and deletes a group of devices and child gateways with plain DM', async () => {
+    d = await startDeployment([{ deviceId: 'gw-i', username: 'gw-i-user', secret: 'gw-i-secret' }]);
+    const gw = await addGateway(d, 'gw-i', { kind: 'server', server: d.server }, [proxyAssociation('IMEI:800000000000021'), proxyAssociation('gw-floor2', { gateway: true })]);
+    const g = './GwMO/Groups/floor2-lights';
+    const make = await operate(d.server, 'gw-i', {
+      cmd: 'Atomic',
+      commands: [
+        { cmd: 'Add', uri: g, format: 'node' },
+        { cmd: 'Add', uri: `${g}/Description`, value: 'all lights on floor 2' },
+        { cmd: 'Add', uri: `${g}/Members/m1/DeviceID`, value: 'IMEI:800000000000021' },
+        { cmd: 'Add', uri: `${g}/Members/m2/DeviceID`, value: 'gw-floor2' },
+        { cmd: 'Add', uri: `${g}/Members/m2/SubGroup`, value: 'lights' },
+      ],
+    });
+    expect(make.status, JSON.stringify(make)).toBe(200);
+    expect((await operate(d.server, 'gw-i', { cmd: 'Replace', uri: `${g}/Description`, value: 'floor 2 lights' })).status).toBe(200);
+    const read = await operate(d.server, 'gw-i', { cmd: 'Get', uri: `${g}?list=StructData` });
+    expect(byUri(read.results)).toMatchObject({
+      [`${g}/Description`]: 'floor 2 lights',
+      [`${g}/Members/m1/DeviceID`]: 'IMEI:800000000000021',
+      [`${g}/Members/m2/DeviceID`]: 'gw-floor2',
+      [`${g}/Members/m2/SubGroup`]: 'lights',
+    });
+    expect((await gw.tree.get('./GwMO/Groups', {})).type).toBe('urn:oma:mo:oma-gwmo-group:1.1');
+    expect((await operate(d.server, 'gw-i', { cmd: 'Delete', uri: `${g}/Members/m1` })).status).toBe(200);
+    expect((await operate(d.server, 'gw-i', { cmd: 'Get', uri: `${g}/Members` })).results[0].data).toBe('m2');
+  });
+});
