@@ -8,10 +8,9 @@
 import { createActor, type Actor } from 'xstate';
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { HMAC_HEADER } from '../codec/auth.ts';
+import { HMAC_HEADER, toAAuthType } from '../codec/auth.ts';
 import { post, readBody } from '../transport/http.ts';
 import { GwError, describeError } from '../errors.ts';
-import { toAAuthType } from '../codec/auth.ts';
 import { accountNodes, encodeBootstrap } from '../codec/bootstrap.ts';
 import { createLogger, type Logger } from '../log.ts';
 import { deviceConfigSchema } from '../device/config.ts';

@@ -32,11 +32,9 @@
  *      +xml types it rewrites to +wbxml) are not generated. expat reads XML 1.0, so oracle text is
  *      made of XML 1.0 characters only (CR travels as &#13;).
  */
-import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS, el, isElement, type XElement, type XNode } from '../../src/codec/element.ts';
@@ -73,8 +71,8 @@ import {
 import { writeWbxml } from '../../src/codec/wbxml.ts';
 import { parseXml, writeXml } from '../../src/codec/xml.ts';
 import { CodecError } from '../../src/errors.ts';
+import { libwbxml } from '../support/libwbxml.ts';
 
-const execFileAsync = promisify(execFile);
 const utf8 = new TextEncoder();
 const str = (b: Uint8Array): string => Buffer.from(b).toString('utf8');
 const toHex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
@@ -659,17 +657,8 @@ afterAll(async () => {
   if (workDir) await rm(workDir, { recursive: true, force: true });
 });
 
-/** Runs a libwbxml tool; a missing binary (ENOENT) or a non-zero exit fails the test. */
-async function tool(cmd: 'xml2wbxml' | 'wbxml2xml', args: string[]): Promise<void> {
-  try {
-    await execFileAsync(cmd, args, { cwd: workDir });
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new Error(`${cmd} not found on PATH: install Debian's libwbxml2-utils (the oracle tests must not be skipped)`, { cause: e });
-    }
-    throw e;
-  }
-}
+/** Runs a libwbxml tool in this file's work directory. */
+const tool = (cmd: 'xml2wbxml' | 'wbxml2xml', args: string[]): Promise<void> => libwbxml(cmd, args, workDir);
 
 /** Our WBXML -> wbxml2xml -> the XML, DOCTYPE removed. */
 async function viaWbxml2xml(wbxml: Uint8Array): Promise<string> {

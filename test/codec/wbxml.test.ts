@@ -37,19 +37,17 @@
  *   5. XML input is line-end normalised by expat, so a CR in text never reaches xml2wbxml (writeXml
  *      writes CR raw). Oracle test text contains no CR.
  */
-import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS, el, isElement, type DecodeLimits, type Namespace, type XElement, type XNode } from '../../src/codec/element.ts';
 import { DDF_TAGS, METINF_TAGS, SYNCML_TAGS, parseWbxml, writeWbxml } from '../../src/codec/wbxml.ts';
 import { parseXml, writeXml } from '../../src/codec/xml.ts';
 import { CodecError } from '../../src/errors.ts';
+import { libwbxml } from '../support/libwbxml.ts';
 
-const execFileAsync = promisify(execFile);
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
@@ -391,17 +389,8 @@ afterAll(async () => {
   if (workDir) await rm(workDir, { recursive: true, force: true });
 });
 
-/** Runs a libwbxml tool; a missing binary (ENOENT) or a non-zero exit fails the test. */
-async function tool(cmd: 'xml2wbxml' | 'wbxml2xml', args: string[]): Promise<void> {
-  try {
-    await execFileAsync(cmd, args, { cwd: workDir });
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new Error(`${cmd} not found on PATH: install Debian's libwbxml2-utils (the oracle tests must not be skipped)`, { cause: e });
-    }
-    throw e;
-  }
-}
+/** Runs a libwbxml tool in this file's work directory. */
+const tool = (cmd: 'xml2wbxml' | 'wbxml2xml', args: string[]): Promise<void> => libwbxml(cmd, args, workDir);
 
 /** xml2wbxml on writeXml(tree); returns [no string table (-n), default string table]. */
 async function xml2wbxml(tree: XElement): Promise<{ plain: Uint8Array; withTable: Uint8Array }> {

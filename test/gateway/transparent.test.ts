@@ -46,16 +46,22 @@ async function transparentDevice(dep: Deployment): Promise<{ dev: SimDevice; lin
   return { dev, lines: l.lines };
 }
 
+/** The transparent-mode device and a gateway that knows its notification address. */
+async function transparentBehindGateway(dep: Deployment): Promise<{ dev: SimDevice; lines: string[] }> {
+  const t = await transparentDevice(dep);
+  await addGateway(dep, 'gw-t', { kind: 'server', server: dep.server }, [
+    { deviceId: DEV, mode: 'transparent', notify: t.dev.notifyUrl, serverId: SERVER_ID },
+  ]);
+  return t;
+}
+
 describe('transparent mode', () => {
   it('a device the server cannot reach is triggered through its gateway and completes its own session', async () => {
     d = await startDeployment([
       { deviceId: 'gw-t', username: 'gw-t-user', secret: 'gw-t-secret' },
       { deviceId: DEV, username: 'tdev', secret: 'tdev-secret' },
     ]);
-    const { dev, lines } = await transparentDevice(d);
-    await addGateway(d, 'gw-t', { kind: 'server', server: d.server }, [
-      { deviceId: DEV, mode: 'transparent', notify: dev.notifyUrl, serverId: SERVER_ID },
-    ]);
+    const { dev, lines } = await transparentBehindGateway(d);
     // The device has talked to the server before, yet the server has no address for it.
     expect((await dev.connect()).ok).toBe(true);
     expect((await d.server.device(DEV))?.notifyUrl).toBeUndefined();
@@ -78,10 +84,7 @@ describe('transparent mode', () => {
       { deviceId: 'gw-t', username: 'gw-t-user', secret: 'gw-t-secret' },
       { deviceId: DEV, username: 'tdev', secret: 'tdev-secret' },
     ]);
-    const { dev, lines } = await transparentDevice(d);
-    await addGateway(d, 'gw-t', { kind: 'server', server: d.server }, [
-      { deviceId: DEV, mode: 'transparent', notify: dev.notifyUrl, serverId: SERVER_ID },
-    ]);
+    const { dev, lines } = await transparentBehindGateway(d);
     // A Package 0 that the server did not make (garbage digest), delivered through EDTrigger by the server's own session.
     const forged = Buffer.concat([Buffer.alloc(16, 7), Buffer.from('02d80000001a2b', 'hex'), Buffer.from([SERVER_ID.length]), Buffer.from(SERVER_ID)]);
     const r = await operate(d.server, 'gw-t', {

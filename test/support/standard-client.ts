@@ -6,12 +6,12 @@
  * requires the server to authenticate with MD5, handing it a fresh NextNonce every session. It
  * answers Get for the values it holds (404 otherwise) and Replace by storing the value.
  */
-import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { XMLParser } from 'fast-xml-parser';
+import { libwbxml } from './libwbxml.ts';
 
 const md5 = (b: Buffer | string): Buffer => createHash('md5').update(b).digest();
 const b64 = (b: Buffer): string => b.toString('base64');
@@ -67,7 +67,7 @@ export class StandardClient {
     const inF = join(await this.tmp(), `in-${randomBytes(4).toString('hex')}.xml`);
     const outF = inF.replace('.xml', '.wbxml');
     await writeFile(inF, xml);
-    execFileSync('xml2wbxml', ['-k', '-n', '-v', '1.2', '-o', outF, inF], { stdio: 'pipe' });
+    await libwbxml('xml2wbxml', ['-k', '-n', '-v', '1.2', '-o', outF, inF], await this.tmp());
     return readFile(outF);
   }
 
@@ -75,7 +75,7 @@ export class StandardClient {
     const inF = join(await this.tmp(), `in-${randomBytes(4).toString('hex')}.wbxml`);
     const outF = inF.replace('.wbxml', '.xml');
     await writeFile(inF, bytes);
-    execFileSync('wbxml2xml', ['-k', '-m', '0', '-o', outF, inF], { stdio: 'pipe' });
+    await libwbxml('wbxml2xml', ['-k', '-m', '0', '-o', outF, inF], await this.tmp());
     return (await readFile(outF, 'utf8')).replace(/<!DOCTYPE[^>]*>/, '');
   }
 
