@@ -256,16 +256,14 @@ const utf8 = new TextEncoder();
 /** Data is opaque: keep text exactly (no trimming), bytes as bytes; inline XML is re-serialised. */
 function parseData(d: XElement): DataValue {
   if (d.children.length === 1 && d.children[0] instanceof Uint8Array && d.children[0].byteLength > 0) return d.children[0];
-  if (d.children.some(isElement)) {
-    return d.children.map((c: XNode) => (isElement(c) ? writeXml(c) : typeof c === 'string' ? c : Buffer.from(c).toString('utf8'))).join('');
-  }
   // Fix: text and opaque pieces (WBXML STR_I + OPAQUE) are joined as bytes; textualise() turns
   // valid UTF-8 back into text unless the Format is binary. textOf() decoded the opaque part as
   // UTF-8, which was lossy for non-UTF-8 bytes, and a Format bin Data came back as text with NULs
   // that re-encoded as one OPAQUE and then decoded as bytes (encode/decode not idempotent). An
-  // empty OPAQUE is empty text, as the encoder writes both alike (an empty <Data/>).
+  // empty OPAQUE is empty text, as the encoder writes both alike (an empty <Data/>). Inline
+  // elements among opaque pieces follow the same rule (serialised, then joined as bytes).
   if (d.children.some((c) => c instanceof Uint8Array)) {
-    const parts = d.children.map((c) => (typeof c === 'string' ? utf8.encode(c) : (c as Uint8Array)));
+    const parts = d.children.map((c) => (typeof c === 'string' ? utf8.encode(c) : isElement(c) ? utf8.encode(writeXml(c)) : c));
     const bytes = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
     let at = 0;
     for (const p of parts) {
@@ -273,6 +271,9 @@ function parseData(d: XElement): DataValue {
       at += p.byteLength;
     }
     return bytes.byteLength > 0 ? bytes : '';
+  }
+  if (d.children.some(isElement)) {
+    return d.children.map((c: XNode) => (isElement(c) ? writeXml(c) : c)).join('');
   }
   return textOf(d);
 }

@@ -790,6 +790,14 @@ describe('round trips over typed messages', () => {
     // a leading U+FEFF is data, not a byte-order mark
     expect(decodeData(undefined, [utf8.encode('\uFEFFx')])).toBe('\uFEFFx');
     expect(decodeData(undefined, ['\uFEFF', new Uint8Array([0x79])])).toBe('\uFEFFy');
+    // inline elements among OPAQUE pieces (found by the WBXML mutation fuzz in CI): the same
+    // join-as-bytes rule, so a Format bin Data with NULs stays bytes through a round trip
+    const add = el('Add');
+    const addXml = utf8.encode(writeXml(add));
+    expect(decodeData('bin', [new Uint8Array([0, 0, 0]), add])).toStrictEqual(new Uint8Array([0, 0, 0, ...addXml]));
+    expect(decodeData(undefined, [new Uint8Array([0x61]), add, 'b'])).toBe('a<Add xmlns="SYNCML:SYNCML1.2"/>b');
+    expect(decodeData(undefined, [new Uint8Array([0xff]), add])).toStrictEqual(new Uint8Array([0xff, ...addXml]));
+    expect(decodeData('bin', ['a', add])).toBe('a<Add xmlns="SYNCML:SYNCML1.2"/>');
   });
 
   it('text with NUL travels as WBXML OPAQUE and comes back as the same text', () => {
