@@ -69,6 +69,13 @@ export const deviceConfigSchema = z.object({
       advertise: z.boolean().default(true),
       /** Where the same listener accepts DM bootstrap messages. */
       bootstrapPath: z.string().startsWith('/').default('/bootstrap'),
+      /**
+       * A publicly routable notification address besides the one on the gateway's network (GwMO use
+       * case "server initiated session bypassing the DM gateway"): a second listener (`listen`), or a
+       * URL that reaches the first one from outside (`url`, e.g. a port forward). Advertised as
+       * DevInfo/Ext/PublicNotifyURI; a Package 0 arriving there is checked exactly like any other.
+       */
+      public: z.object({ listen: z.union([z.string(), z.number()]).optional(), url: z.string().url().optional() }).optional(),
     })
     .default({ listen: '127.0.0.1:0', path: '/notify', advertise: true, bootstrapPath: '/bootstrap' }),
   /** Seconds to wait for each server answer. */

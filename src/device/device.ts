@@ -63,6 +63,7 @@ export class SimDevice {
   private readonly clock: SimulatedClock | undefined;
   private readonly executor: CommandExecutor;
   private listener: Listener | undefined;
+  private publicListener: Listener | undefined;
   /** The tail of the session chain (sessions run one at a time). */
   private sessions$: Promise<unknown> = Promise.resolve();
   private readonly seenNotifications = new Map<string, number>();
@@ -153,10 +154,12 @@ export class SimDevice {
     return this.tree.onExec(uri, handler);
   }
 
-  /** Starts the Package 0 listener; returns its URL. */
+  /** Starts the Package 0 listener (and the public one, when configured); returns its URL. */
   async start(): Promise<string> {
-    this.listener = await listen(this.config.notify.listen, (req, res) => this.onHttp(req, res));
-    this.log.info(`device listening for Package 0`, { url: this.notifyUrl });
+    this.listener = await listen(this.config.notify.listen, (req, res) => this.onHttp(req, res, 'local'));
+    const pub = this.config.notify.public;
+    if (pub?.listen !== undefined) this.publicListener = await listen(pub.listen, (req, res) => this.onHttp(req, res, 'public'));
+    this.log.info(`device listening for Package 0`, { url: this.notifyUrl, ...(this.publicNotifyUrl ? { public: this.publicNotifyUrl } : {}) });
     return this.notifyUrl;
   }
 
@@ -166,10 +169,22 @@ export class SimDevice {
     return this.listener.url + this.config.notify.path;
   }
 
-  /** Stops the listener, waits for a running session and closes the store. */
+  /** The publicly routable notification URL, when the device has one. */
+  get publicNotifyUrl(): string | undefined {
+    const pub = this.config.notify.public;
+    if (pub?.url) return pub.url;
+    return this.publicListener ? this.publicListener.url + this.config.notify.path : undefined;
+  }
+
+  /** Package 0 messages received, by listener (`local`: the gateway's network; `public`: direct pushes). */
+  readonly notifications = { local: 0, public: 0 };
+
+  /** Stops the listeners, waits for a running session and closes the store. */
   async stop(): Promise<void> {
     await this.listener?.close();
+    await this.publicListener?.close();
     this.listener = undefined;
+    this.publicListener = undefined;
     await this.sessions$;
     if (this.ownsStore) await this.store.close();
   }
@@ -179,9 +194,10 @@ export class SimDevice {
     return new Promise((resolve) => this.sessionWaiters.push(resolve));
   }
 
-  private async onHttp(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  private async onHttp(req: IncomingMessage, res: ServerResponse, via: 'local' | 'public'): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
-    if (req.method === 'POST' && url.pathname === this.config.notify.bootstrapPath) {
+    // Bootstrap only on the local listener: a public address must not accept a new DM account.
+    if (via === 'local' && req.method === 'POST' && url.pathname === this.config.notify.bootstrapPath) {
       await this.onBootstrap(req, res);
       return;
     }
@@ -192,7 +208,10 @@ export class SimDevice {
     const body = await readBody(req, 4096).catch(() => undefined);
     // Answer at once: the notification is a trigger, the session runs afterwards.
     res.writeHead(body ? 202 : 413).end();
-    if (body && (req.headers['content-type'] ?? '').startsWith(NOTIFICATION_TYPE)) void this.onPackage0(body);
+    if (body && (req.headers['content-type'] ?? '').startsWith(NOTIFICATION_TYPE)) {
+      this.notifications[via]++;
+      void this.onPackage0(body);
+    }
     else if (body) this.log.warn(`notification with content type ${req.headers['content-type']} ignored`);
   }
 
@@ -342,6 +361,7 @@ export class SimDevice {
       Lang: devInfoValues.lang,
     };
     if (this.listener && this.config.notify.advertise) devInfo['Ext/NotifyURI'] = this.notifyUrl;
+    if (this.publicNotifyUrl && this.config.notify.advertise) devInfo['Ext/PublicNotifyURI'] = this.publicNotifyUrl;
     const cred = (c: NonNullable<DmAccount['client']>): ClientCredentials => ({
       type: toAuthType(c.type),
       name: c.name,

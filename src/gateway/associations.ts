@@ -25,8 +25,21 @@ export interface AssociationRecord {
   secret?: string;
   authType: AuthType;
   notify?: string;
+  /** A publicly routable notification address (configured, or reported by the device). */
+  publicNotify?: string;
+  /** The notification address the device reported in its last session with the gateway. */
+  reportedNotify?: string;
   serverId?: string;
   status: AssociationStatus;
+  /** Adaptation mode: the adapter (network) the device is on, by name. */
+  network?: string;
+  /** Adaptation mode: the device's address on its network (KNX `1.1.5`, ZigBee EUI-64, ...). */
+  address?: string;
+  /** ACL of the device's mount node `./GwMO/Devices/<key>` (PMode-004); '' or absent inherits. */
+  acl?: string;
+  /** Identity cached from the device (its Package 1 DevInfo, or the adapter). */
+  man?: string;
+  mod?: string;
   firstSeen?: string;
   lastSeen?: string;
   createdAt: string;
@@ -37,6 +50,10 @@ export class AssociationStore {
   private readonly section: Section<AssociationRecord>;
   private readonly meta: Section<number>;
   private readonly byDevice = new Map<string, AssociationRecord>();
+  private readonly keys = new Map<string, AssociationRecord>();
+  /** Adaptation devices by `<network>\u0000<address>`. */
+  private readonly addresses = new Map<string, AssociationRecord>();
+  private sorted: AssociationRecord[] | undefined;
   private next = 1;
 
   private constructor(store: Store) {
@@ -47,14 +64,36 @@ export class AssociationStore {
   /** Loads every record. */
   static async open(store: Store): Promise<AssociationStore> {
     const s = new AssociationStore(store);
-    for (const [, r] of await s.section.entries()) s.byDevice.set(r.deviceId, r);
+    for (const [, r] of await s.section.entries()) s.remember(r);
     s.next = (await s.meta.get('next')) ?? 1;
     return s;
   }
 
-  /** All records, in key order. */
+  /** All records, in key order (cached until the next change: inventories of 100,000 devices are read often). */
   all(): AssociationRecord[] {
-    return [...this.byDevice.values()].sort((a, b) => (a.key < b.key ? -1 : 1));
+    this.sorted ??= [...this.byDevice.values()].sort((a, b) => (a.key < b.key ? -1 : 1));
+    return this.sorted;
+  }
+
+  /** How many records there are. */
+  get size(): number {
+    return this.byDevice.size;
+  }
+
+  private remember(r: AssociationRecord): void {
+    const prev = this.byDevice.get(r.deviceId);
+    if (prev && prev.key !== r.key) this.keys.delete(prev.key);
+    if (prev?.network && prev.address) this.addresses.delete(`${prev.network}\u0000${prev.address}`);
+    this.byDevice.set(r.deviceId, r);
+    this.keys.set(r.key, r);
+    if (r.network && r.address) this.addresses.set(`${r.network}\u0000${r.address}`, r);
+    if (!prev || prev.key !== r.key) this.sorted = undefined;
+    else if (this.sorted) {
+      // Same key: swap the record in place rather than re-sorting 100,000 of them.
+      const i = this.sorted.indexOf(prev);
+      if (i >= 0) this.sorted[i] = r;
+      else this.sorted = undefined;
+    }
   }
 
   /** The record of a device. */
@@ -62,30 +101,76 @@ export class AssociationStore {
     return this.byDevice.get(deviceId);
   }
 
+  /** The adaptation device at `address` on network `network`. */
+  byAddress(network: string, address: string): AssociationRecord | undefined {
+    return this.addresses.get(`${network}\u0000${address}`);
+  }
+
+  /**
+   * Creates many associations in one write (an adapter reporting a whole network at start).
+   * Devices already known are skipped. Returns the new records.
+   */
+  async addMany(items: { cfg: AssociationConfig; protocol?: string; man?: string; mod?: string; status?: AssociationStatus }[]): Promise<AssociationRecord[]> {
+    const now = new Date().toISOString();
+    const created: AssociationRecord[] = [];
+    for (const { cfg, protocol, man, mod, status } of items) {
+      if (this.byDevice.has(cfg.deviceId)) continue;
+      const record: AssociationRecord = {
+        key: `${cfg.gateway ? 'g' : 'd'}${String(this.next++).padStart(4, '0')}`,
+        deviceId: cfg.deviceId,
+        mode: cfg.mode,
+        gateway: cfg.gateway,
+        protocol: cfg.gateway || cfg.mode !== 'adaptation' ? 'OMA-DM/1.2' : (protocol ?? cfg.protocol ?? 'unknown'),
+        authType: cfg.authType,
+        status: status ?? 'pending',
+        createdAt: now,
+        ...(status === 'attached' ? { firstSeen: now, lastSeen: now } : {}),
+        ...(cfg.protocol && cfg.mode === 'adaptation' ? { network: cfg.protocol } : {}),
+        ...(cfg.address ? { address: cfg.address } : {}),
+        ...(man ? { man } : {}),
+        ...(mod ? { mod } : {}),
+      };
+      this.remember(record);
+      created.push(record);
+    }
+    if (created.length) {
+      await this.section.batch(created.map((r) => [r.key, r]));
+      await this.meta.put('next', this.next);
+    }
+    return created;
+  }
+
   /** The record with a given key. */
   byKey(key: string): AssociationRecord | undefined {
-    return this.all().find((r) => r.key === key);
+    return this.keys.get(key);
   }
 
   /**
    * Creates the association of a device, or updates its settings if it exists. Returns the record
    * and whether it is new (a new device is announced to the server).
    */
-  async upsert(cfg: AssociationConfig): Promise<{ record: AssociationRecord; created: boolean }> {
+  async upsert(cfg: AssociationConfig, opts: { protocol?: string } = {}): Promise<{ record: AssociationRecord; created: boolean }> {
     const prev = this.byDevice.get(cfg.deviceId);
     const record: AssociationRecord = {
       key: prev?.key ?? `${cfg.gateway ? 'g' : 'd'}${String(this.next).padStart(4, '0')}`,
       deviceId: cfg.deviceId,
       mode: cfg.mode,
       gateway: cfg.gateway,
-      protocol: cfg.gateway || cfg.mode !== 'adaptation' ? 'OMA-DM/1.2' : 'unknown',
+      protocol: cfg.gateway || cfg.mode !== 'adaptation' ? 'OMA-DM/1.2' : (opts.protocol ?? cfg.protocol ?? 'unknown'),
       authType: cfg.authType,
       status: prev?.status ?? 'pending',
       createdAt: prev?.createdAt ?? new Date().toISOString(),
       ...(cfg.username ? { username: cfg.username } : {}),
       ...(cfg.secret ? { secret: cfg.secret } : {}),
       ...(cfg.notify ? { notify: cfg.notify } : prev?.notify ? { notify: prev.notify } : {}),
+      ...(cfg.publicNotify ? { publicNotify: cfg.publicNotify } : prev?.publicNotify ? { publicNotify: prev.publicNotify } : {}),
+      ...(prev?.reportedNotify ? { reportedNotify: prev.reportedNotify } : {}),
       ...(cfg.serverId ? { serverId: cfg.serverId } : {}),
+      ...(cfg.protocol && cfg.mode === 'adaptation' ? { network: cfg.protocol } : {}),
+      ...(cfg.address ? { address: cfg.address } : prev?.address ? { address: prev.address } : {}),
+      ...(prev?.acl ? { acl: prev.acl } : {}),
+      ...(prev?.man ? { man: prev.man } : {}),
+      ...(prev?.mod ? { mod: prev.mod } : {}),
       ...(prev?.firstSeen ? { firstSeen: prev.firstSeen } : {}),
       ...(prev?.lastSeen ? { lastSeen: prev.lastSeen } : {}),
     };
@@ -93,8 +178,8 @@ export class AssociationStore {
       this.next++;
       await this.meta.put('next', this.next);
     }
+    this.remember(record);
     await this.section.put(record.key, record);
-    this.byDevice.set(record.deviceId, record);
     return { record, created: !prev };
   }
 
@@ -104,7 +189,7 @@ export class AssociationStore {
     if (!prev) return undefined;
     const record = { ...prev, ...patch };
     // Update memory before the write: concurrent updates each start from the latest record.
-    this.byDevice.set(deviceId, record);
+    this.remember(record);
     await this.section.put(record.key, record);
     return record;
   }
@@ -113,8 +198,10 @@ export class AssociationStore {
   async remove(deviceId: string): Promise<AssociationRecord | undefined> {
     const prev = this.byDevice.get(deviceId);
     if (!prev) return undefined;
-    await this.section.del(prev.key);
     this.byDevice.delete(deviceId);
+    this.keys.delete(prev.key);
+    this.sorted = undefined;
+    await this.section.del(prev.key);
     return prev;
   }
 }

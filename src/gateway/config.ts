@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { authTypeSchema } from '../config.ts';
+import { adapterConfigSchema } from '../../adapters/index.ts';
 
 /** Management modes of an association (GwMO-MOO-001). */
 export const MODES = ['transparent', 'proxy', 'adaptation'] as const;
@@ -27,12 +28,24 @@ export const associationConfigSchema = z
     authType: authTypeSchema.default('syncml:auth-md5' as const),
     /** Where the device listens for Package 0 (transparent mode: needed; proxy: optional, the device may report it). */
     notify: z.string().url().optional(),
+    /**
+     * A publicly routable notification address of the device, when it has one (learnt at association;
+     * a device may also report it in DevInfo/Ext/PublicNotifyURI). Shown as the record's PublicAddress,
+     * so the server can push Package 0 to the device directly, bypassing the gateway.
+     */
+    publicNotify: z.string().url().optional(),
     /** Transparent mode: the ServerID of the DM server that manages the device directly. */
     serverId: z.string().optional(),
+    /** Adaptation mode: the network (adapter name, e.g. `sim`, `knx`) and the device's address on it. */
+    protocol: z.string().min(1).optional(),
+    address: z.string().min(1).optional(),
   })
   .superRefine((a, ctx) => {
     if (a.mode === 'proxy' && (!a.username || !a.secret)) {
       ctx.addIssue({ code: 'custom', path: ['username'], message: 'a proxy-mode device needs username and secret (its account on the gateway)' });
+    }
+    if (a.mode === 'adaptation' && (!a.protocol || !a.address)) {
+      ctx.addIssue({ code: 'custom', path: ['protocol'], message: 'an adaptation-mode device needs protocol (its adapter) and address' });
     }
     if (a.gateway && a.mode === 'adaptation') {
       ctx.addIssue({ code: 'custom', path: ['mode'], message: 'a child gateway is associated in proxy or transparent mode only (GwMO-MOO-002)' });
@@ -78,6 +91,32 @@ export const gatewayConfigSchema = z.object({
   maxMsgSize: z.number().int().min(1024).default(64 * 1024),
   data: z.string().optional(),
   devices: z.array(associationConfigSchema).default([]),
+  /** Adaptation networks (GwMO-AMode): their devices are associated as they are found. */
+  adapters: z.array(adapterConfigSchema).default([]),
+  /** Initial value of ./GwMO/Config/NewDeviceAlert (the server switches it afterwards). */
+  newDeviceAlert: z.boolean().default(true),
+  /** Fanout defaults (./GwMO/Config/Fanout, notes §1.2); a job's Policy overrides them. */
+  fanout: z
+    .object({
+      /** Seconds a member may take before it counts as unreachable (GwMO 461). */
+      timeout: z.number().positive().default(30),
+      /** Members worked on at once per job. */
+      maxConcurrency: z.number().int().min(1).default(64),
+    })
+    .default({ timeout: 30, maxConcurrency: 64 }),
+  /** Image and configuration storage (GwMO-DCIS, notes §1.6): initial settings; the server changes them in the tree. */
+  images: z
+    .object({
+      /** Blob directory; default `images/` inside the data directory. */
+      dir: z.string().optional(),
+      enabled: z.boolean().default(true),
+      /** `hash`: identical bytes are stored once (content-addressed); `none`: one copy per image. */
+      dedup: z.enum(['hash', 'none']).default('hash'),
+      quotaBytes: z.number().int().min(0).default(1024 * 1024 * 1024),
+      /** Seconds a LocalURL stays valid. */
+      urlLifetime: z.number().int().min(1).default(3600),
+    })
+    .default({ enabled: true, dedup: 'hash', quotaBytes: 1024 * 1024 * 1024, urlLifetime: 3600 }),
 });
 
 /** A validated gateway configuration. */

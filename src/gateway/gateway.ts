@@ -5,7 +5,7 @@
  * mode, and one association actor per device under a gateway root actor. A child gateway is just
  * a proxy-mode device of its parent that happens to be a gateway, so hierarchy is recursion.
  */
-import { createActor, type Actor } from 'xstate';
+import { createActor, type Actor, type InspectionEvent } from 'xstate';
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HMAC_HEADER, toAAuthType } from '../codec/auth.ts';
@@ -27,17 +27,24 @@ import { cmdStatus } from '../session/common.ts';
 import type { Reply } from '../tree/executor.ts';
 import { gatewayMachine } from '../../machines/gateway.ts';
 import type { AssociationInput } from '../../machines/association.ts';
-import { AssociationStore, STATUS_VALUE, type AssociationRecord } from './associations.ts';
-import { MODES, MODE_VALUE, associationConfigSchema, type AssociationConfig, type GatewayConfig } from './config.ts';
+import { AssociationStore, type AssociationRecord } from './associations.ts';
+import { MODES, associationConfigSchema, type AssociationConfig, type GatewayConfig } from './config.ts';
 import { EDTRIGGER_ROOT, createEdTriggerPlugin, type TriggerRecord } from './edtrigger.ts';
-import { DEVICES_ROOT, createGatewayExecutor, deferredItems, notExecuted } from './proxy.ts';
+import { DEVICES_ROOT, RECORDS_ROOT, SUMMARY_ROOT, createDevicesPlugin, createRecordsPlugin, createSummaryPlugin } from './inventory.ts';
+import { GROUPS_ROOT, GroupStore, type GroupRecord } from './groups.ts';
+import { FANOUT_COMPLETE_ALERT, FANOUT_ROOT, FanoutService } from './fanout.ts';
+import { IMAGES_ROOT, IMAGE_DOWNLOAD_ALERT, ImageStore, type ImageRecord } from './images.ts';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createGatewayExecutor, deferredItems, notExecuted, type GatewayExecutor } from './proxy.ts';
+import { createAdapter, type Adapter, type AdapterDevice } from '../../adapters/index.ts';
+import { ADAPTATION_MOID, ADAPTATION_ROOT, AdaptationService, type AssociationSpec, type NetworkSettings } from './adaptation.ts';
+
+export { DEVICES_ROOT, RECORDS_ROOT, SUMMARY_ROOT };
 
 /** Root of the GwMO objects in the gateway's tree (notes §1.1). */
 export const GWMO_ROOT = './GwMO';
-/** Inventory records (notes §1.3). */
-export const RECORDS_ROOT = './GwMO/DeviceInventory/Records';
-/** Inventory summary counters (notes §1.3). */
-export const SUMMARY_ROOT = './GwMO/DeviceInventory/Summary';
 /** The new-device alert switch (notes §1.2). */
 export const NEW_DEVICE_ALERT = './GwMO/Config/NewDeviceAlert';
 /** Generic Alert type of a proxied command finished after a 202 (PROPOSED). */
@@ -56,6 +63,8 @@ export interface GatewayOptions {
   dataDir?: string;
   store?: Store;
   logger?: Logger;
+  /** xstate inspection observer for every actor of the gateway (the live visualizer, src/inspect). */
+  inspect?: (event: InspectionEvent) => void;
 }
 
 /** A running DM gateway. */
@@ -63,9 +72,23 @@ export class Gateway {
   readonly config: GatewayConfig;
   readonly log: Logger;
   readonly associations: AssociationStore;
+  readonly groups: GroupStore;
+  /** Fanout jobs (GwMO-FORA). */
+  fanout!: FanoutService;
+  /** Image and configuration storage (GwMO-DCIS). */
+  images!: ImageStore;
+  /** `./GwMO/Adaptation`: the networks' settings, operations and server-configured associations. */
+  adaptation!: AdaptationService;
+  /** Where the image store keeps blobs when the gateway has no data directory (removed on stop). */
+  private scratchDir: string | undefined;
+  /** Devices deeper in the tree, by DeviceID: the key of the child gateway they sit behind. */
+  private readonly descendants: Section<string>;
+  private readonly descendantCache = new Map<string, string>();
   readonly north: SimDevice;
   readonly south: DmServer;
   readonly actor: Actor<typeof gatewayMachine>;
+  /** Adaptation networks, by name (GwMO-AMode). */
+  readonly adapters = new Map<string, Adapter>();
   private readonly store: Store;
   private readonly ownsStore: boolean;
   private readonly outbox: Section<PendingAlert>;
@@ -77,22 +100,34 @@ export class Gateway {
   private flushAlways = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** The inspection observer given at creation (also handed to fanout job actors). */
+  private readonly inspect: ((event: InspectionEvent) => void) | undefined;
 
   private constructor(
     config: GatewayConfig,
-    parts: { store: Store; ownsStore: boolean; associations: AssociationStore; north: SimDevice; south: DmServer; log: Logger },
+    parts: { store: Store; ownsStore: boolean; associations: AssociationStore; groups: GroupStore; north: SimDevice; south: DmServer; log: Logger; inspect?: ((event: InspectionEvent) => void) | undefined },
   ) {
     this.config = config;
     this.store = parts.store;
     this.ownsStore = parts.ownsStore;
     this.associations = parts.associations;
+    this.groups = parts.groups;
     this.north = parts.north;
     this.south = parts.south;
     this.log = parts.log;
     this.outbox = this.store.section<PendingAlert>('north-outbox');
     this.deferred = this.store.section('deferred');
-    this.actor = createActor(gatewayMachine, { input: { gatewayId: config.id } });
+    this.descendants = this.store.section('descendants');
+    this.inspect = parts.inspect;
+    this.actor = createActor(gatewayMachine, {
+      input: { gatewayId: config.id, ...(parts.inspect ? { inspect: parts.inspect } : {}) },
+      ...(parts.inspect ? { inspect: parts.inspect } : {}),
+    });
     this.actor.start();
+    for (const a of config.adapters) {
+      if (this.adapters.has(a.name)) throw new GwError('CONFIG_ADAPTER', `two adapters are named "${a.name}"`);
+      this.adapters.set(a.name, createAdapter(a));
+    }
   }
 
   /** Opens the gateway's store and builds its parts (not yet listening). */
@@ -103,6 +138,7 @@ export class Gateway {
     const store = opts.store ?? (await openStore(dir!));
     const log = opts.logger ?? createLogger('gateway').child(c.id);
     const associations = await AssociationStore.open(store);
+    const groups = await GroupStore.open(store.section<GroupRecord>('groups'));
     // Late-bound: the executor needs the southbound server and the tree, which need each other's owner.
     let gateway: Gateway | undefined;
     const south = await DmServer.create({
@@ -117,7 +153,9 @@ export class Gateway {
       store,
       learnRoutes: false,
       logger: log.child('south'),
-      ...(c.relay ? { extraRoute: (req, res, url) => relayHttp(c.relay!, req, res, url, log) } : {}),
+      ...(opts.inspect ? { inspect: opts.inspect } : {}),
+      // The image store's downloads (LocalURL) and the transparent-mode relay share the southbound listener.
+      extraRoute: async (req, res, url) => (await gateway!.images.handle(req, res, url)) || (c.relay ? relayHttp(c.relay, req, res, url, log) : false),
       onSessionEnded: (deviceId, reason) => gateway?.onSouthSessionEnded(deviceId, reason),
     });
     const north = await SimDevice.create({
@@ -136,7 +174,9 @@ export class Gateway {
       logger: log.child('north'),
       executor: (cmds, msgRef, ctx) => gateway!.executor(cmds, msgRef, ctx),
     });
-    gateway = new Gateway(c, { store, ownsStore: !opts.store, associations, north, south, log });
+    gateway = new Gateway(c, { store, ownsStore: !opts.store, associations, groups, north, south, log, inspect: opts.inspect });
+    await gateway.openServices();
+    await gateway.mountViews();
     return gateway;
   }
 
@@ -146,70 +186,71 @@ export class Gateway {
   }
 
   private executorImpl: CommandExecutor | undefined;
-  /** Runs the parent's commands: proxy forwarding, the local tree, then mode switches that succeeded. */
-  private get executor(): CommandExecutor {
-    this.executorImpl ??= this.withModeSwitch(createGatewayExecutor({
+  private gatewayExecutorImpl: GatewayExecutor | undefined;
+  /** Proxy forwarding, adaptation and the local tree; also the per-member runner of fanout jobs. */
+  private get gatewayExecutor(): GatewayExecutor {
+    this.gatewayExecutorImpl ??= createGatewayExecutor({
       tree: this.tree,
       associations: this.associations,
       south: this.south,
       timeoutMs: this.config.proxyTimeout * 1000,
       log: this.log,
+      adapter: (network) => this.adapters.get(network),
       defer: async (entry, mount, original) => {
         await this.deferred.put(entry.id, { deviceId: entry.deviceId, mount, original: original as Command });
         // It may have finished while we were recording it.
         const now = await this.south.queue.get(entry.deviceId, entry.id);
         if (now?.state === 'done') await this.onSouthDone(now);
       },
-    }));
+    });
+    return this.gatewayExecutorImpl;
+  }
+
+  /** Runs the parent's commands: the gateway executor, with Mode switches kept out of Atomic/Sequence. */
+  private get executor(): CommandExecutor {
+    this.executorImpl ??= this.withModeSwitch(this.gatewayExecutor.execute);
     return this.executorImpl;
   }
 
   /**
-   * GwMO-MOO-001: the server switches a device's mode with `Replace .../Records/<x>/Mode` (0
-   * transparent, 1 proxy, 2 adaptation). The leaf is written by the tree; a successful Replace is
-   * then applied to the association (record, southbound account, actor). A child gateway cannot be
-   * put in adaptation mode (MOO-002): that Replace is undone and logged.
+   * A Mode switch (Replace `.../Records/<x>/Mode`, MOO-001) has side effects the tree cannot roll
+   * back (southbound account, actor, alerts), so it is refused inside Atomic or Sequence: it must
+   * be a command of its own.
    */
   private withModeSwitch(inner: CommandExecutor): CommandExecutor {
-    const re = /^(?:\.\/)?GwMO\/DeviceInventory\/Records\/([^/]+)\/Mode$/;
-    /** The association and requested mode of a Replace of a Mode leaf, if that is what `c` is. */
-    const modeChange = (c: OperationCommand): { rec: AssociationRecord; value: string } | undefined => {
-      if (c.kind !== 'Replace' || c.items.length !== 1) return undefined;
-      const key = re.exec(c.items[0]!.target?.locURI ?? '')?.[1];
-      const rec = key ? this.associations.byKey(key) : undefined;
-      const d = c.items[0]!.data;
-      return rec ? { rec, value: typeof d === 'string' ? d.trim() : '' } : undefined;
-    };
-    /** True when a container holds a Mode replace (its side effects could not be rolled back with the Atomic). */
+    const re = /^(?:\.\/)?GwMO\/DeviceInventory\/Records\/[^/]+\/Mode$/;
+    const isModeReplace = (c: OperationCommand): boolean => c.kind === 'Replace' && c.items.some((i) => re.test(i.target?.locURI ?? ''));
     const hidesModeChange = (c: OperationCommand): boolean =>
-      'commands' in c && c.commands.some((x) => modeChange(x as OperationCommand) !== undefined || hidesModeChange(x as OperationCommand));
+      'commands' in c && c.commands.some((x) => isModeReplace(x as OperationCommand) || hidesModeChange(x as OperationCommand));
     return async (commands, msgRef, ctx) => {
       const out: Reply[] = [];
       for (const c of commands) {
         if (hidesModeChange(c)) {
           this.log.warn('a Mode switch inside Atomic/Sequence is refused: send it as a command of its own');
           out.push(...(notExecuted(msgRef, c, 405) as Reply[]));
-          continue;
-        }
-        const change = modeChange(c);
-        const mode = change ? MODES[Number(change.value) as 0 | 1 | 2] : undefined;
-        if (change && (!mode || !/^[012]$/.test(change.value) || (change.rec.gateway && mode === 'adaptation'))) {
-          // Refused before anything is written (MOO-002 for child gateways; unknown mode values).
-          this.log.warn(`mode ${change.value} refused for ${change.rec.deviceId}`);
-          out.push(cmdStatus(msgRef, c, change.rec.gateway && mode === 'adaptation' ? 403 : 400) as Reply);
-          continue;
-        }
-        const replies = await inner([c], msgRef, ctx);
-        out.push(...replies);
-        const ok = replies.some((r) => r.kind === 'Status' && r.cmdRef === c.cmdID && r.data === '200');
-        if (!change || !mode || !ok || mode === change.rec.mode) continue;
-        const updated = (await this.associations.update(change.rec.deviceId, { mode }))!;
-        await this.activate(updated);
-        this.log.info(`${updated.deviceId} switched from ${change.rec.mode} to ${mode} mode`);
-        await this.inventoryAlert(updated, INVENTORY_ALERTS.changed);
+        } else out.push(...(await inner([c], msgRef, ctx)));
       }
       return out;
     };
+  }
+
+  /**
+   * GwMO-MOO-001: the server switches a device's mode with `Replace .../Records/<x>/Mode` (0
+   * transparent, 1 proxy, 2 adaptation); the association (record, southbound account, actor) follows.
+   * A child gateway cannot be put in adaptation mode (MOO-002: 403); unknown values are 400.
+   */
+  private async switchMode(rec: AssociationRecord, value: string): Promise<number> {
+    const mode = /^[012]$/.test(value) ? MODES[Number(value) as 0 | 1 | 2] : undefined;
+    if (!mode || (rec.gateway && mode === 'adaptation')) {
+      this.log.warn(`mode ${value} refused for ${rec.deviceId}`);
+      return mode ? 403 : 400;
+    }
+    if (mode === rec.mode) return 200;
+    const updated = (await this.associations.update(rec.deviceId, { mode }))!;
+    await this.activate(updated);
+    this.log.info(`${updated.deviceId} switched from ${rec.mode} to ${mode} mode`);
+    await this.inventoryAlert(updated, INVENTORY_ALERTS.changed);
+    return 200;
   }
 
   /** A southbound entry finished: if the parent was told 202 for it, report the result (durably tracked). */
@@ -248,6 +289,8 @@ export class Gateway {
       await provisioned.put(cfg.deviceId, true);
     }
     this.south.queue.events.on('alert', (a: DeviceAlert) => void this.onSouthAlert(a));
+    await this.adaptation.startAll();
+    await this.fanout.resume();
     this.log.info(`gateway ${this.config.id} running`, { south: this.south.dmUrl, north: this.config.parent.url, devices: this.associations.all().length });
     // Always call in at start: the parent learns where this gateway listens now (its Package 0
     // address may have changed across a restart) and gets any alerts kept from before. Not awaited:
@@ -264,8 +307,15 @@ export class Gateway {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    // Proxied commands still waiting for a device end now (as 202/461), so the northbound session
+    // carrying them finishes at once instead of sitting out proxyTimeout.
+    this.south.queue.close();
     clearTimeout(this.retryTimer);
     await this.flushing?.catch(() => undefined);
+    await this.fanout.stop();
+    await this.images.close();
+    if (this.scratchDir) await rm(this.scratchDir, { recursive: true, force: true });
+    for (const a of this.adapters.values()) await a.stop().catch((err: unknown) => this.log.warn(`adapter ${a.name} did not stop cleanly: ${describeError(err)}`));
     this.actor.send({ type: 'stop' });
     this.actor.stop();
     await this.north.stop();
@@ -277,8 +327,9 @@ export class Gateway {
    * Associates a device (or child gateway) with the gateway (HLF-003: a device provisioned with its
    * credentials becomes manageable). New associations are announced to the parent with DeviceAttached.
    */
-  async associate(cfg: AssociationConfig): Promise<AssociationRecord> {
-    const { record, created } = await this.associations.upsert(cfg);
+  async associate(cfg: AssociationConfig, extra: { protocol?: string; man?: string; mod?: string } = {}): Promise<AssociationRecord> {
+    let { record, created } = await this.associations.upsert(cfg, extra.protocol ? { protocol: extra.protocol } : {});
+    if (created && (extra.man || extra.mod)) record = (await this.associations.update(record.deviceId, { ...(extra.man ? { man: extra.man } : {}), ...(extra.mod ? { mod: extra.mod } : {}) }))!;
     await this.activate(record);
     if (created) {
       this.log.info(`associated ${record.deviceId} as ${record.key} (${record.mode}${record.gateway ? ', child gateway' : ''})`);
@@ -287,9 +338,103 @@ export class Gateway {
     return record;
   }
 
+  /** Starts an adaptation network with its events wired to the inventory (AMode-001). */
+  private async startAdapter(adapter: Adapter): Promise<void> {
+    await adapter.start({
+      attached: (dev) => void this.onAdapterAttached(adapter, dev).catch((err: unknown) => this.log.error(`cannot associate ${dev.deviceId}: ${describeError(err)}`)),
+      detached: (address) => this.onAdapterDetached(adapter, address),
+      link: (state, detail) => {
+        this.adaptation.linkDetail.set(adapter.name, detail ?? '');
+        const line = `${adapter.name} link ${state}${detail ? `: ${detail}` : ''}`;
+        if (state === 'backoff') this.log.warn(line);
+        else this.log.info(line);
+      },
+    });
+  }
+
+  /** Stops an adaptation network: its devices are detached (not forgotten). */
+  private async stopAdapter(adapter: Adapter): Promise<void> {
+    await adapter.stop();
+    for (const rec of this.associations.all()) {
+      if (rec.mode === 'adaptation' && rec.network === adapter.name) this.actor.send({ type: 'association.event', deviceId: rec.deviceId, event: { type: 'detach' } });
+    }
+  }
+
+  /** Devices adapters reported, waiting to be associated in a batch. */
+  private attachQueue: { adapter: Adapter; dev: AdapterDevice }[] = [];
+  private attaching: Promise<void> | undefined;
+
+  /**
+   * An adapter found a device (AMode-001, notes §2.3 step 1): a new one is associated in adaptation
+   * mode (and announced); a known one is marked attached. The adapter's word is enough: devices on
+   * a building network are accepted automatically. Reports are handled in batches (one LevelDB
+   * write and one alert per batch), so a network of 100,000 devices attaches in seconds.
+   */
+  private onAdapterAttached(adapter: Adapter, dev: AdapterDevice): Promise<void> {
+    this.attachQueue.push({ adapter, dev });
+    this.attaching ??= (async () => {
+      try {
+        while (this.attachQueue.length && !this.stopped) {
+          const batch = this.attachQueue.splice(0, 5000);
+          await this.attachBatch(batch);
+        }
+      } finally {
+        this.attaching = undefined;
+      }
+    })();
+    return this.attaching;
+  }
+
+  /** Waits until every device reported so far by the adapters is associated. */
+  async settled(): Promise<void> {
+    while (this.attaching) await this.attaching;
+  }
+
+  private async attachBatch(batch: { adapter: Adapter; dev: AdapterDevice }[]): Promise<void> {
+    const fresh: { adapter: Adapter; dev: AdapterDevice }[] = [];
+    for (const { adapter, dev } of batch) {
+      const rec = this.associations.get(dev.deviceId);
+      if (!rec) {
+        fresh.push({ adapter, dev });
+        continue;
+      }
+      if (rec.mode === 'adaptation') {
+        // A device reported again may say more about itself (a BLE peripheral's model, read once
+        // connected, replaces the advertised name): keep the record current.
+        const change: Partial<AssociationRecord> = {};
+        if (rec.address !== dev.address || rec.network !== adapter.name) Object.assign(change, { address: dev.address, network: adapter.name });
+        if (dev.man && dev.man !== rec.man) change.man = dev.man;
+        if (dev.mod && dev.mod !== rec.mod) change.mod = dev.mod;
+        if (Object.keys(change).length) await this.associations.update(rec.deviceId, change);
+      }
+      this.actor.send({ type: 'association.event', deviceId: rec.deviceId, event: { type: 'session.ok' } });
+    }
+    const created = await this.associations.addMany(
+      fresh.map(({ adapter, dev }) => ({
+        cfg: { deviceId: dev.deviceId, mode: 'adaptation' as const, gateway: false, protocol: adapter.name, address: dev.address, authType: 'syncml:auth-md5' as const },
+        protocol: adapter.protocol,
+        ...(dev.man ? { man: dev.man } : {}),
+        ...(dev.mod ? { mod: dev.mod } : {}),
+        status: 'attached' as const,
+      })),
+    );
+    for (const rec of created) await this.activate(rec);
+    if (created.length) {
+      this.log.info(`associated ${created.length} adaptation device(s)`, { first: created[0]!.deviceId });
+      if (await this.newDeviceAlertOn()) {
+        await this.queueAlert({ items: created.map((r) => this.inventoryAlertItem(r, INVENTORY_ALERTS.attached)), at: new Date().toISOString() });
+      }
+    }
+  }
+
+  /** An adapter lost a device: it is detached (and reported so), not forgotten. */
+  private onAdapterDetached(adapter: Adapter, address: string): void {
+    const rec = this.associations.byAddress(adapter.name, address);
+    if (rec) this.actor.send({ type: 'association.event', deviceId: rec.deviceId, event: { type: 'detach' } });
+  }
+
   /** Makes an association live: tree nodes, southbound account, actor. */
   private async activate(rec: AssociationRecord): Promise<void> {
-    await this.writeRecordNodes(rec);
     if (rec.mode === 'proxy' && rec.username && rec.secret) {
       this.south.addAccount({
         deviceId: rec.deviceId,
@@ -323,7 +468,6 @@ export class Gateway {
         ...(ch.mode ? { mode: ch.mode } : {}),
       });
       if (!rec) return;
-      await this.writeRecordNodes(rec);
       if (ch.status === 'attached' && prev?.status === 'detached') {
         // Back again: the parent marks the route attached (and re-reads its mode).
         await this.inventoryAlert(rec, INVENTORY_ALERTS.attached);
@@ -350,24 +494,34 @@ export class Gateway {
    * true (the server switches it, DI "new-device alert on/off"); Detached always goes (notes §1.3).
    */
   private async inventoryAlert(rec: AssociationRecord, type: string): Promise<void> {
-    if (type !== INVENTORY_ALERTS.detached) {
-      const on = this.tree.hasLocal(NEW_DEVICE_ALERT) ? (await this.tree.get(NEW_DEVICE_ALERT, LOCAL)).data : 'true';
-      if (on !== 'true') return;
-    }
+    if (type !== INVENTORY_ALERTS.detached && !(await this.newDeviceAlertOn())) return;
     await this.queueAlert({ items: [this.inventoryAlertItem(rec, type)], at: new Date().toISOString() });
   }
 
-  /** Caches the identity the device reported in its Package 1 (Man, Mod) in its inventory record. */
+  /** The server's new-device alert switch (notes §1.2). */
+  private async newDeviceAlertOn(): Promise<boolean> {
+    return !this.tree.hasLocal(NEW_DEVICE_ALERT) || (await this.tree.get(NEW_DEVICE_ALERT, LOCAL)).data === 'true';
+  }
+
+  /**
+   * Caches what the device reported in its Package 1 in its inventory record: its identity (Man,
+   * Mod) and how it can be reached (its notification address on this gateway's network, and a
+   * publicly routable one when it has one: the record's NotifyAddress and PublicAddress).
+   */
   private async recordIdentity(deviceId: string): Promise<void> {
     const rec = this.associations.get(deviceId);
     const info = (await this.south.device(deviceId))?.devInfo;
     if (!rec || !info || this.stopped) return;
-    for (const [leaf, value] of [['Man', info['Man']], ['Mod', info['Mod']]] as const) {
-      if (value === undefined) continue;
-      const uri = `${RECORDS_ROOT}/${rec.key}/${leaf}`;
-      if (this.tree.hasLocal(uri)) await this.tree.replace(uri, { format: 'chr', data: value }, LOCAL);
-      else await this.tree.add(uri, { format: 'chr', data: value, access: ['Get'] }, LOCAL);
-    }
+    const change: Partial<AssociationRecord> = {};
+    const man = info['Man'];
+    const mod = info['Mod'];
+    const reported = info['Ext/NotifyURI'];
+    const pub = info['Ext/PublicNotifyURI'];
+    if (man !== undefined && man !== rec.man) change.man = man;
+    if (mod !== undefined && mod !== rec.mod) change.mod = mod;
+    if (reported !== undefined && reported !== rec.reportedNotify) change.reportedNotify = reported;
+    if (pub !== undefined && /^https?:\/\//.test(pub) && pub !== rec.publicNotify) change.publicNotify = pub;
+    if (Object.keys(change).length) await this.associations.update(deviceId, change);
   }
 
   private inventoryAlertItem(rec: AssociationRecord, type: string): Item {
@@ -382,9 +536,35 @@ export class Gateway {
     const rec = this.associations.get(a.deviceId);
     // Generic alerts of proxy-mode devices (e.g. an async Exec's completion) and of child gateways go up.
     if (!rec || rec.mode !== 'proxy' || a.code !== '1226') return;
+    if (rec.gateway) {
+      // A child's sub-job ended: its report is merged by the job that created it, not relayed.
+      const done = a.items.filter((it) => it.meta?.type === FANOUT_COMPLETE_ALERT);
+      for (const it of done) this.fanout.onChildComplete(it.source?.locURI ?? '');
+      if (done.length === a.items.length) return;
+      await this.learnDescendants(rec, a.items);
+    }
     const mount = `${DEVICES_ROOT}/${rec.key}`;
     const items = a.items.map((it) => (it.source ? { ...it, source: { ...it.source, locURI: prefixUri(mount, it.source.locURI) } } : it));
     await this.queueAlert({ items, ...(a.correlator !== undefined ? { correlator: a.correlator } : {}), at: a.at });
+  }
+
+  /**
+   * Devices announced by a child gateway (its DeviceAttached/Detached alerts, relayed from any depth)
+   * are remembered with the child they sit behind, so a fanout naming them goes to that child.
+   */
+  private async learnDescendants(child: AssociationRecord, items: Item[]): Promise<void> {
+    const ops: [string, string | undefined][] = [];
+    for (const it of items) {
+      const id = typeof it.data === 'string' ? it.data : undefined;
+      if (!id) continue;
+      if (it.meta?.type === INVENTORY_ALERTS.attached || it.meta?.type === INVENTORY_ALERTS.changed) {
+        if (this.descendantCache.get(id) === child.key) continue;
+        this.descendantCache.set(id, child.key);
+        ops.push([id, child.key]);
+      }
+      // Detached is a status, not a move: the device stays routable through that child.
+    }
+    if (ops.length) await this.descendants.batch(ops);
   }
 
   /** Stores an alert for the parent, then tries to deliver everything pending. */
@@ -459,8 +639,7 @@ export class Gateway {
 
   /** Creates the GwMO objects of the gateway's tree (ACLs give the parent server full rights, notes §1.10). */
   private async installGwmoObjects(): Promise<void> {
-    const srv = this.config.parent.serverId;
-    const acl = `Get=${srv}&Replace=${srv}&Add=${srv}&Delete=${srv}&Exec=${srv}`;
+    const acl = this.gwmoAcl;
     const ensure = async (uri: string, opts: { format: string; data?: string; acl?: string; type?: string }): Promise<void> => {
       if (this.tree.hasLocal(uri)) {
         if (opts.data !== undefined && opts.format !== 'node') await this.tree.replace(uri, { format: opts.format, data: opts.data }, LOCAL);
@@ -481,18 +660,16 @@ export class Gateway {
     await ensure(GWMO_ROOT, { format: 'node', acl });
     await ensure(`${GWMO_ROOT}/Config`, { format: 'node', type: 'urn:oma:mo:oma-gwmo-gwconfig:1.1' });
     await ensure(`${GWMO_ROOT}/Config/GatewayID`, { format: 'chr', data: this.config.id });
-    await ensure(`${GWMO_ROOT}/Config/SupportedModes`, { format: 'chr', data: 'Transparent/Proxy' });
+    await ensure(`${GWMO_ROOT}/Config/SupportedModes`, { format: 'chr', data: this.adapters.size ? 'Transparent/Proxy/Adaptation' : 'Transparent/Proxy' });
     await ensure(`${GWMO_ROOT}/Config/DefaultMode`, { format: 'int', data: '1' });
     await ensure(`${GWMO_ROOT}/Config/SouthServerID`, { format: 'chr', data: this.config.serverId });
     await ensure(`${GWMO_ROOT}/Config/SouthServerURI`, { format: 'chr', data: this.south.dmUrl });
     await ensure(`${GWMO_ROOT}/DeviceInventory`, { format: 'node', type: 'urn:oma:mo:oma-gwmo-deviceinventory:1.1' });
-    await ensure(RECORDS_ROOT, { format: 'node' });
-    if (!this.tree.hasLocal(NEW_DEVICE_ALERT)) await this.tree.add(NEW_DEVICE_ALERT, { format: 'bool', data: 'true', access: ['Get', 'Replace'] }, LOCAL);
-    await this.writeSummary();
-    await ensure(DEVICES_ROOT, { format: 'node' });
+    if (!this.tree.hasLocal(NEW_DEVICE_ALERT)) {
+      await this.tree.add(NEW_DEVICE_ALERT, { format: 'bool', data: String(this.config.newDeviceAlert), access: ['Get', 'Replace'] }, LOCAL);
+    }
     // Device groups (GwMO-Group-001/002, notes §1.4): the server creates, changes and deletes them
-    // with plain Add/Replace/Delete (./GwMO's ACL gives it the rights); fanout to groups comes next.
-    await ensure(`${GWMO_ROOT}/Groups`, { format: 'node', type: 'urn:oma:mo:oma-gwmo-group:1.1' });
+    // with plain Add/Replace/Delete (./GwMO's ACL gives it the rights).
     await ensure(`${GWMO_ROOT}/DeviceInventory/Operations`, { format: 'node' });
     for (const op of ['Associate', 'Remove', 'Bootstrap']) {
       const uri = `${GWMO_ROOT}/DeviceInventory/Operations/${op}`;
@@ -501,6 +678,114 @@ export class Gateway {
     this.tree.onExec(`${GWMO_ROOT}/DeviceInventory/Operations/Associate`, (req) => this.execAssociate(req.data));
     this.tree.onExec(`${GWMO_ROOT}/DeviceInventory/Operations/Remove`, (req) => this.execRemove(req.data));
     this.tree.onExec(`${GWMO_ROOT}/DeviceInventory/Operations/Bootstrap`, (req) => this.execBootstrap(req.data));
+  }
+
+  /** Opens the fanout jobs, the image store and the descendant index. */
+  private async openServices(): Promise<void> {
+    for (const [id, key] of await this.descendants.entries()) this.descendantCache.set(id, key);
+    this.fanout = await FanoutService.open({
+      ...(this.inspect ? { inspect: this.inspect } : {}),
+      store: this.store,
+      associations: this.associations,
+      groups: this.groups,
+      executor: () => this.gatewayExecutor,
+      log: this.log.child('fanout'),
+      defaults: this.config.fanout,
+      alert: (items, correlator) => this.queueAlert({ items, ...(correlator !== undefined ? { correlator } : {}), at: new Date().toISOString() }),
+      associationActor: (id) => this.actor.getSnapshot().context.associations.get(id),
+      behindChild: (id) => this.descendantCache.get(id),
+      image: (name) => {
+        const url = this.images.localUrl(name);
+        const hash = this.images.get(name)?.hash;
+        return url ? { url, ...(hash ? { hash } : {}) } : undefined;
+      },
+    });
+    this.adaptation = await AdaptationService.open(this.adapters, this.store.section<AssociationSpec>('adaptation-assoc'), this.store.section<NetworkSettings>('adaptation-settings'), {
+      start: (a) => this.startAdapter(a),
+      stop: (a) => this.stopAdapter(a),
+      attached: (network) => this.associations.all().filter((r) => r.network === network && r.status === 'attached').length,
+      forget: async (id) => void (await this.forget(id)),
+      log: this.log.child('adaptation'),
+    });
+    const ic = this.config.images;
+    let dir = ic.dir ?? (this.store.location ? join(this.store.location, 'images') : undefined);
+    if (!dir) dir = this.scratchDir = await mkdtemp(join(tmpdir(), 'gwmo-images-'));
+    this.images = await ImageStore.open({
+      dir,
+      records: this.store.section<ImageRecord>('images'),
+      settings: this.store.section('image-settings'),
+      defaults: { enabled: ic.enabled, dedup: ic.dedup, quotaBytes: ic.quotaBytes, urlLifetime: ic.urlLifetime },
+      baseUrl: () => this.south.url,
+      log: this.log.child('images'),
+      onDownloadDone: (name, status, correlator) =>
+        void this.queueAlert({
+          items: [{ source: { locURI: `${IMAGES_ROOT}/Images/${name}` }, meta: { type: IMAGE_DOWNLOAD_ALERT, format: 'int' }, data: String(status) }],
+          ...(correlator !== undefined ? { correlator } : {}),
+          at: new Date().toISOString(),
+        }),
+    });
+  }
+
+  /** Mounts the views of the records: inventory, summary, device mount points, groups, fanout jobs, images. */
+  private async mountViews(): Promise<void> {
+    if (!this.tree.hasLocal(GWMO_ROOT)) await this.tree.add(GWMO_ROOT, { format: 'node', acl: this.gwmoAcl, access: ['Get', 'Add', 'Delete', 'Replace'] }, LOCAL);
+    if (!this.tree.hasLocal(`${GWMO_ROOT}/DeviceInventory`)) {
+      await this.tree.add(`${GWMO_ROOT}/DeviceInventory`, { format: 'node', type: 'urn:oma:mo:oma-gwmo-deviceinventory:1.1', access: ['Get'] }, LOCAL);
+    }
+    // The inventory and the mount points are views of the association records (inventory.ts).
+    await this.dropLocalSubtrees();
+    await this.tree.mount(
+      RECORDS_ROOT,
+      createRecordsPlugin({
+        associations: this.associations,
+        groupsOf: (id) => this.groupsOf(id),
+        switchMode: (rec, v) => this.switchMode(rec, v),
+        remove: (rec) => this.forget(rec.deviceId),
+      }),
+    );
+    await this.tree.mount(SUMMARY_ROOT, createSummaryPlugin(this.associations));
+    await this.tree.mount(
+      DEVICES_ROOT,
+      createDevicesPlugin({
+        associations: this.associations,
+        adapter: (rec) => (rec.network ? this.adapters.get(rec.network) : undefined),
+        setAcl: async (rec, acl) => void (await this.associations.update(rec.deviceId, { acl })),
+      }),
+    );
+    if (this.tree.hasLocal(GROUPS_ROOT)) await this.tree.delete(GROUPS_ROOT, LOCAL); // pre-plugin data
+    await this.tree.mount(FANOUT_ROOT, this.fanout.plugin(), { type: 'urn:oma:mo:oma-gwmo-fanout:1.1' });
+    await this.tree.mount(IMAGES_ROOT, this.images.plugin(), { type: 'urn:oma:mo:oma-gwmo-imageinventory:1.1' });
+    await this.tree.mount(ADAPTATION_ROOT, this.adaptation.plugin(), { type: ADAPTATION_MOID });
+    await this.tree.mount(GROUPS_ROOT, this.groups.plugin((id) => this.groups.resolve(id, this.associations.all()).members.length), { type: 'urn:oma:mo:oma-gwmo-group:1.1' });
+  }
+
+  /** ACL of ./GwMO: the parent server has every right (notes §1.10). */
+  private get gwmoAcl(): string {
+    const srv = this.config.parent.serverId;
+    return `Get=${srv}&Replace=${srv}&Add=${srv}&Delete=${srv}&Exec=${srv}`;
+  }
+
+  /**
+   * Data directories written before the inventory became a view held records and mount nodes as
+   * tree nodes: mount-node ACLs move into the records, then the nodes go (mounts need empty points).
+   */
+  private async dropLocalSubtrees(): Promise<void> {
+    if (this.tree.hasLocal(DEVICES_ROOT)) {
+      for (const key of (await this.tree.get(DEVICES_ROOT, LOCAL)).data?.split('/').filter(Boolean) ?? []) {
+        const rec = this.associations.byKey(key);
+        const acl = await this.tree.getProperty(`${DEVICES_ROOT}/${key}`, 'ACL', LOCAL);
+        if (rec && acl && rec.acl === undefined) await this.associations.update(rec.deviceId, { acl });
+        await this.tree.delete(`${DEVICES_ROOT}/${key}`, LOCAL);
+      }
+    }
+    for (const uri of [RECORDS_ROOT, SUMMARY_ROOT]) {
+      if (this.tree.hasLocal(uri) && (await this.tree.get(uri, LOCAL)).data) await this.tree.delete(uri, LOCAL);
+    }
+  }
+
+  /** GroupIDs that list a device as a member (the inventory's derived Groups leaf). */
+  private groupsOf(deviceId: string): string[] {
+    return this.groups.groupsOf(deviceId);
   }
 
   /**
@@ -601,59 +886,10 @@ export class Gateway {
     if (!rec) return false;
     this.actor.send({ type: 'association.remove', deviceId });
     this.south.removeAccount(deviceId);
-    for (const uri of [`${RECORDS_ROOT}/${rec.key}`, `${DEVICES_ROOT}/${rec.key}`]) if (this.tree.hasLocal(uri)) await this.tree.delete(uri, LOCAL);
-    await this.writeSummary();
     await this.queueAlert({ items: [this.inventoryAlertItem(rec, INVENTORY_ALERTS.detached)], at: new Date().toISOString() });
     this.log.info(`removed ${deviceId} (${rec.key})`);
     return true;
   }
-
-  /** Writes an association's inventory record and its mount node. */
-  private async writeRecordNodes(rec: AssociationRecord): Promise<void> {
-    const base = `${RECORDS_ROOT}/${rec.key}`;
-    const leaves: [string, string, string][] = [
-      ['DeviceID', 'chr', rec.deviceId],
-      ['ComponentType', 'int', rec.gateway ? '1' : '0'],
-      ['Mode', 'int', String(MODE_VALUE[rec.mode])],
-      ['Protocol', 'chr', rec.protocol],
-      ['Status', 'int', String(STATUS_VALUE[rec.status])],
-      ['TreeURI', 'chr', `${DEVICES_ROOT}/${rec.key}`],
-      ...(rec.serverId ? ([['ServerID', 'chr', rec.serverId]] as [string, string, string][]) : []),
-      ...(rec.firstSeen ? ([['FirstSeen', 'chr', tstamp(rec.firstSeen)]] as [string, string, string][]) : []),
-      ...(rec.lastSeen ? ([['LastSeen', 'chr', tstamp(rec.lastSeen)]] as [string, string, string][]) : []),
-    ];
-    if (!this.tree.hasLocal(base)) await this.tree.add(base, { format: 'node', access: ['Get'] }, LOCAL);
-    for (const [name, format, data] of leaves) {
-      const uri = `${base}/${name}`;
-      if (this.tree.hasLocal(uri)) await this.tree.replace(uri, { format, data }, LOCAL);
-      else await this.tree.add(uri, { format, data, access: name === 'Mode' ? ['Get', 'Replace'] : ['Get'] }, LOCAL);
-    }
-    const mount = `${DEVICES_ROOT}/${rec.key}`;
-    if (rec.mode !== 'transparent' && !this.tree.hasLocal(mount)) await this.tree.add(mount, { format: 'node', access: ['Get', 'Replace'] }, LOCAL);
-    await this.writeSummary();
-  }
-
-  /** The inventory summary counters (DI "summary of all devices"): Total, Attached, Detached, ChildGateways. */
-  private async writeSummary(): Promise<void> {
-    const all = this.associations.all();
-    const counters: [string, number][] = [
-      ['Total', all.length],
-      ['Attached', all.filter((r) => r.status === 'attached').length],
-      ['Detached', all.filter((r) => r.status === 'detached').length],
-      ['ChildGateways', all.filter((r) => r.gateway).length],
-    ];
-    if (!this.tree.hasLocal(SUMMARY_ROOT)) await this.tree.add(SUMMARY_ROOT, { format: 'node', access: ['Get'] }, LOCAL);
-    for (const [name, n] of counters) {
-      const uri = `${SUMMARY_ROOT}/${name}`;
-      if (this.tree.hasLocal(uri)) await this.tree.replace(uri, { format: 'int', data: String(n) }, LOCAL);
-      else await this.tree.add(uri, { format: 'int', data: String(n), access: ['Get'] }, LOCAL);
-    }
-  }
-}
-
-/** ISO 8601 basic UTC (TStamp style, notes §3.8). */
-function tstamp(iso: string): string {
-  return iso.replace(/[-:]/g, '').replace(/\.\d+/, '');
 }
 
 /**

@@ -19,9 +19,10 @@ import { executeCommands, type ExecutorContext, type Reply } from '../tree/execu
 import { LOCAL, type DmTree } from '../tree/tree.ts';
 import type { CommandExecutor } from '../device/device.ts';
 import type { AssociationStore } from './associations.ts';
+import type { Adapter } from '../../adapters/contract.ts';
+import { DEVICES_ROOT } from './inventory.ts';
 
-/** Where devices are mounted in the gateway's tree (notes §1.8). */
-export const DEVICES_ROOT = './GwMO/Devices';
+export { DEVICES_ROOT };
 
 // Below a mount point (the device's own nodes). The mount node itself and its properties
 // (`./GwMO/Devices/d0001?prop=ACL`) belong to the gateway: that is where the server sets its rights.
@@ -39,6 +40,8 @@ export interface ProxyDeps {
    * reported with a DeferredResult when the device answers (also after a gateway restart).
    */
   defer(entry: QueueEntry, mount: string, original: Command): Promise<void>;
+  /** The adapter of an adaptation network, by name (for native multicast). */
+  adapter?(network: string): Adapter | undefined;
 }
 
 /** Every Target/Source URI a command touches (through Atomic/Sequence). */
@@ -85,12 +88,15 @@ export function notExecuted(msgRef: string, c: Command, code: number): Outgoing[
 export function outcomeReplies(msgRef: string, c: Command, outcome: CommandOutcome, mount: string): Outgoing[] {
   const byPath = new Map(outcome.statuses.map((s) => [s.path.join('.'), s.status]));
   const out: Outgoing[] = [];
+  const paths = outcome.resultPaths?.length === outcome.results.length ? outcome.resultPaths : undefined;
   const walk = (cmd: Command, path: number[]): void => {
     const code = path.length === 0 ? outcome.status : (byPath.get(path.join('.')) ?? 215);
     out.push(cmdStatus(msgRef, cmd, code));
-    if (cmd.kind === 'Get' && code === 200 && outcome.results.length && !resultsPlaced) {
+    if (cmd.kind === 'Get' && code === 200 && outcome.results.length) {
+      // Each Get gets the results that answer it; without result paths (older outcomes), the first Get gets them all.
+      const here = paths ? outcome.results.filter((_, i) => paths[i]!.join('.') === path.join('.')) : resultsPlaced ? [] : outcome.results;
       resultsPlaced = true;
-      out.push({ kind: 'Results', msgRef, cmdRef: cmd.cmdID, items: mapItems(outcome.results, (u) => prefixUri(mount, u)) });
+      if (here.length) out.push({ kind: 'Results', msgRef, cmdRef: cmd.cmdID, items: mapItems(here, (u) => prefixUri(mount, u)) });
     }
     if ('commands' in cmd) cmd.commands.forEach((inner, i) => walk(inner, [...path, i]));
   };
@@ -99,10 +105,58 @@ export function outcomeReplies(msgRef: string, c: Command, outcome: CommandOutco
   return out;
 }
 
+/** One command of a per-member run (URIs relative to the device's root). */
+export interface MemberCommand {
+  kind: 'Get' | 'Replace' | 'Add' | 'Delete' | 'Exec';
+  uri: string;
+  data?: string;
+  format?: string;
+  type?: string;
+}
+
+/** A result item of a member command (URI relative to the device's root). */
+export interface MemberItem {
+  uri: string;
+  data?: string;
+  format?: string;
+  type?: string;
+}
+
+/** What one member did with a run of commands. */
+export interface MemberRun {
+  /** The worst per-command status (the first that is not 2xx), or a GwMO result code (461 ...). */
+  status: number;
+  cmds: { status: number; items?: MemberItem[] }[];
+}
+
+/** The gateway's executor, and the per-member runner fanout jobs use. */
+export interface GatewayExecutor {
+  execute: CommandExecutor;
+  /**
+   * Runs `commands` on the device with mount key `key` as one DM Sequence (notes §1.5: "executed
+   * per member as a DM Sequence"), authorised as `ctx.serverId` against the device's mount ACL.
+   * A member that has not answered by `deadline` is 461; its queued command is withdrawn if it was
+   * not sent yet.
+   */
+  runMember(key: string, commands: MemberCommand[], ctx: ExecutorContext, deadline: number): Promise<MemberRun>;
+  /**
+   * Runs one Replace/Exec on many adaptation members with their networks' native multicast (a KNX
+   * group address, a ZigBee group) where the adapter offers one. Only members whose mount ACL lets
+   * `ctx.serverId` run the command are considered. Returns the runs of the members it covered; the
+   * others are left to `runMember`.
+   */
+  runMulticast(keys: readonly string[], command: MemberCommand, ctx: ExecutorContext): Promise<Map<string, MemberRun>>;
+}
+
+/** The worst status of a run: the first that is not 2xx, else the first. */
+export function worstStatus(statuses: number[]): number {
+  return statuses.find((s) => s < 200 || s > 299) ?? statuses[0] ?? 200;
+}
+
 /** Creates the gateway's executor: proxy for mounted devices, the local tree for the rest. */
-export function createGatewayExecutor(deps: ProxyDeps): CommandExecutor {
+export function createGatewayExecutor(deps: ProxyDeps): GatewayExecutor {
   const { tree, associations, south, log } = deps;
-  return async (commands: OperationCommand[], msgRef: string, ctx: ExecutorContext): Promise<Reply[]> => {
+  const execute = async (commands: OperationCommand[], msgRef: string, ctx: ExecutorContext): Promise<Reply[]> => {
     // Proxied commands are all sent first and then awaited together, against one deadline for the
     // whole message: waiting for them one after another could outlast the parent's session timeout.
     const deadline = Date.now() + deps.timeoutMs;
@@ -120,11 +174,98 @@ export function createGatewayExecutor(deps: ProxyDeps): CommandExecutor {
         parts.push((await executeCommands(tree, [c], msgRef, ctx)) as Outgoing[]);
         continue;
       }
-      const started = await forward(c, key, msgRef, ctx);
+      const started = await forward(c, key, msgRef, ctx, 'defer');
       parts.push(Array.isArray(started) ? started : started(deadline));
     }
     return (await Promise.all(parts)).flat() as Reply[];
   };
+
+  const runMember = async (key: string, commands: MemberCommand[], ctx: ExecutorContext, deadline: number): Promise<MemberRun> => {
+    const mount = `${DEVICES_ROOT}/${key}`;
+    const inner = commands.map((c, i): OperationCommand => {
+      const item: Item = { target: { locURI: prefixUri(mount, c.uri) } };
+      if (c.data !== undefined) item.data = c.data;
+      if (c.format || c.type) item.meta = { ...(c.format ? { format: c.format } : {}), ...(c.type ? { type: c.type } : {}) };
+      return { kind: c.kind, cmdID: String(i + 1), items: [item] } as OperationCommand;
+    });
+    const seq = { kind: 'Sequence', cmdID: '0', commands: inner } as OperationCommand;
+    const rec = associations.byKey(key);
+    let replies: Outgoing[];
+    if (rec?.mode === 'adaptation') {
+      // A native operation cannot be recalled once sent to the radio; past the deadline the member
+      // is reported 461 and whatever the device does afterwards is not waited for.
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<Outgoing[]>((resolve) => {
+        timer = setTimeout(() => resolve(notExecuted('fanout', seq, 461)), Math.max(0, deadline - Date.now()));
+      });
+      replies = await Promise.race([executeCommands(tree, [seq], 'fanout', ctx) as Promise<Outgoing[]>, late]);
+      clearTimeout(timer);
+    } else {
+      const started = await forward(seq, key, 'fanout', ctx, 'fail');
+      replies = Array.isArray(started) ? started : await started(deadline);
+    }
+    const cmds: MemberRun['cmds'] = commands.map(() => ({ status: 215 }));
+    let seqStatus = 200;
+    for (const r of replies) {
+      if (r.kind === 'Status' && r.cmdRef === '0') seqStatus = Number(r.data);
+      else if (r.kind === 'Status') {
+        const c = cmds[Number(r.cmdRef) - 1];
+        if (c) c.status = Number(r.data);
+      } else if (r.kind === 'Results') {
+        const c = cmds[Number(r.cmdRef) - 1];
+        if (!c) continue;
+        c.items = r.items.map((it) => ({
+          uri: stripPrefix(mount, it.source?.locURI ?? ''),
+          ...(it.data !== undefined ? { data: typeof it.data === 'string' ? it.data : Buffer.from(it.data).toString('base64') } : {}),
+          ...(it.meta?.format ? { format: it.meta.format } : {}),
+          ...(it.meta?.type ? { type: it.meta.type } : {}),
+        }));
+      }
+    }
+    // A Sequence that failed as a whole (device unreachable, refused) gives its status to every command.
+    if (seqStatus < 200 || seqStatus > 299) for (const c of cmds) if (c.status === 215) c.status = seqStatus;
+    return { status: worstStatus([seqStatus, ...cmds.map((c) => c.status)]), cmds };
+  };
+
+  const runMulticast = async (keys: readonly string[], command: MemberCommand, ctx: ExecutorContext): Promise<Map<string, MemberRun>> => {
+    const out = new Map<string, MemberRun>();
+    if (command.kind !== 'Replace' && command.kind !== 'Exec') return out;
+    const byNetwork = new Map<string, { adapter: Adapter; keyOf: Map<string, string> }>();
+    for (const key of keys) {
+      const rec = associations.byKey(key);
+      if (rec?.mode !== 'adaptation' || !rec.network || rec.address === undefined) continue;
+      const adapter = deps.adapter?.(rec.network);
+      if (!adapter?.multicast) continue;
+      // The mount point's ACL governs the device's subtree (PMode-004); reading it costs no native operation.
+      if (!aclAllows(await tree.effectiveAcl(`${DEVICES_ROOT}/${key}`, ctx), command.kind, ctx.serverId)) continue;
+      let g = byNetwork.get(rec.network);
+      if (!g) byNetwork.set(rec.network, (g = { adapter, keyOf: new Map() }));
+      g.keyOf.set(rec.address, key);
+    }
+    await Promise.all(
+      [...byNetwork.values()].map(async ({ adapter, keyOf }) => {
+        try {
+          const res = await adapter.multicast!({
+            addresses: [...keyOf.keys()],
+            kind: command.kind as 'Replace' | 'Exec',
+            path: command.uri.replace(/^\.\//, ''),
+            ...(command.data !== undefined ? { data: command.data } : {}),
+            ...(command.format !== undefined ? { format: command.format } : {}),
+          });
+          for (const [address, r] of res) {
+            const key = keyOf.get(address);
+            if (key) out.set(key, { status: r.status, cmds: [{ status: r.status, ...(r.data !== undefined ? { items: [{ uri: command.uri, data: r.data }] } : {}) }] });
+          }
+        } catch (err) {
+          // A failed multicast decides nothing: its members go device by device.
+          log.warn(`multicast on ${adapter.name} failed, falling back to per-device operations: ${describeError(err)}`);
+        }
+      }),
+    );
+    return out;
+  };
+
+  return { execute, runMember, runMulticast };
 
   /** Checks and sends one proxied command; returns its replies, or a function that awaits them. */
   async function forward(
@@ -132,10 +273,11 @@ export function createGatewayExecutor(deps: ProxyDeps): CommandExecutor {
     key: string,
     msgRef: string,
     ctx: ExecutorContext,
+    onTimeout: 'defer' | 'fail',
   ): Promise<Outgoing[] | ((deadline: number) => Promise<Outgoing[]>)> {
     const mount = `${DEVICES_ROOT}/${key}`;
     const rec = associations.byKey(key);
-    if (!rec || !tree.hasLocal(mount)) return notExecuted(msgRef, c, 404);
+    if (!rec || rec.mode === 'transparent') return notExecuted(msgRef, c, rec ? 406 : 404); // transparent: the device talks to its server itself
     // PMode-004/005: the server's rights on this device are the ACL of its mount node.
     const acl = await tree.effectiveAcl(mount, LOCAL);
     const denied = aclNeeds(c).find((need) => !aclAllows(acl, need, ctx.serverId));
@@ -143,8 +285,8 @@ export function createGatewayExecutor(deps: ProxyDeps): CommandExecutor {
       log.warn(`${c.kind} for ${rec.deviceId} refused: ${ctx.serverId} lacks ${denied} on ${mount}`);
       return notExecuted(msgRef, c, 425);
     }
-    if (rec.mode === 'transparent') return notExecuted(msgRef, c, 406); // the device talks to its server itself
-    if (rec.mode === 'adaptation') return notExecuted(msgRef, c, 501); // adapters arrive with the adaptation issue
+    // Adaptation: the device's subtree is its adapter's plugin under the mount (inventory.ts).
+    if (rec.mode === 'adaptation') return (await executeCommands(tree, [c], msgRef, ctx)) as Outgoing[];
     const { cmdID: _drop, ...rest } = c;
     void _drop;
     const local = mapCommandUris(rest as Outgoing, (u) => stripPrefix(mount, u));
@@ -156,6 +298,13 @@ export function createGatewayExecutor(deps: ProxyDeps): CommandExecutor {
     await south.notify(rec.deviceId).catch((err: unknown) => log.warn(`cannot wake ${rec.deviceId}: ${describeError(err)}`));
     return async (deadline) => {
       const done = await south.queue.waitFor(rec.deviceId, entry.id, Math.max(0, deadline - Date.now()));
+      if (!done?.outcome && onTimeout === 'fail') {
+        // A fanout member that did not answer in time: GwMO 461, and the command is withdrawn if
+        // the device has not received it yet, so it does not run later unknown to the server.
+        const withdrawn = await south.queue.cancel(rec.deviceId, entry.id);
+        log.info(`${rec.deviceId} did not answer in time (461)${withdrawn ? '; command withdrawn' : '; command already sent'}`);
+        return notExecuted(msgRef, c, 461);
+      }
       if (!done?.outcome) {
         // Not back in time: accepted for processing; the result follows as a DeferredResult alert.
         log.info(`${c.kind} for ${rec.deviceId} still pending after ${deps.timeoutMs} ms; answering 202`, { entry: entry.id });

@@ -90,6 +90,7 @@ export function entryView(e: QueueEntry): Record<string, unknown> {
     ...(e.sentAt ? { sentAt: e.sentAt, sessionId: e.sessionId } : {}),
     ...(e.doneAt ? { doneAt: e.doneAt } : {}),
     attempts: e.attempts,
+    ...(e.delivery ? { delivery: e.delivery } : {}),
     ...(e.outcome
       ? {
           status: e.outcome.status,
@@ -154,7 +155,8 @@ export async function handleApi(server: DmServer, req: IncomingMessage, res: Ser
             deviceId: id,
             pending,
             ...(rec ? { devInfo: rec.devInfo, lastSessionAt: rec.lastSessionAt, sessions: rec.sessions } : { sessions: 0 }),
-            ...(r ? { via: r.via, mountPath: r.prefix, ...(r.mode ? { mode: r.mode } : {}), attached: r.attached } : {}),
+            ...(r ? { via: r.via, mountPath: r.prefix, ...(r.mode ? { mode: r.mode } : {}), attached: r.attached, ...(r.publicAddress ? { publicAddress: r.publicAddress } : {}) } : {}),
+            ...(await server.routeChoice(id).then((c) => (c ? { delivery: c } : {}))),
           };
         }),
       );
@@ -166,7 +168,8 @@ export async function handleApi(server: DmServer, req: IncomingMessage, res: Ser
     if (parts.length === 3 && method === 'GET') {
       const rec = await server.device(deviceId);
       const route = await server.route(deviceId);
-      sendJson(res, 200, { deviceId, ...(rec ?? {}), ...(route ? { route } : {}), pending: (await server.queue.pending(deviceId)).length });
+      const delivery = await server.routeChoice(deviceId);
+      sendJson(res, 200, { deviceId, ...(rec ?? {}), ...(route ? { route } : {}), ...(delivery ? { delivery } : {}), pending: (await server.queue.pending(deviceId)).length });
       return;
     }
     const sub = parts[3];

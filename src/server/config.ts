@@ -26,6 +26,12 @@ export const accountSchema = z.object({
   gateway: z.boolean().default(false),
   /** Where Package 0 notifications go (HTTP POST); a device may also report it in DevInfo/Ext/NotifyURI. */
   notify: z.string().url().optional(),
+  /**
+   * How a device behind a gateway is reached (issue "server-initiated session bypassing the
+   * gateway"): `auto` tries a direct Package 0 to the routable address in the gateway's inventory,
+   * then the gateway; `gateway` never pushes directly; `direct` never falls back to the gateway.
+   */
+  route: z.enum(['auto', 'gateway', 'direct']).optional(),
   /** Initial nonces (base64), used until the first session rotates them. */
   clientNonce: z.string().default(''),
   serverNonce: z.string().default(''),
@@ -46,6 +52,16 @@ export const serverConfigSchema = z
     /** Data directory (LevelDB); `--data` overrides it. */
     data: z.string().optional(),
     accounts: z.array(accountSchema).default([]),
+    routing: z
+      .object({
+        /** Try a direct Package 0 to a device's routable address before going through its gateway. */
+        direct: z.boolean().default(true),
+        /** Seconds to wait for the device's session after a direct push before falling back to the gateway route. */
+        directTimeout: z.number().positive().default(10),
+        /** Seconds a device whose direct push went unanswered is reached through its gateway before direct is tried again. */
+        directRetryAfter: z.number().min(0).default(300),
+      })
+      .default({ direct: true, directTimeout: 10, directRetryAfter: 300 }),
   })
   .superRefine((cfg, ctx) => {
     const seen = new Set<string>();

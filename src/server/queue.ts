@@ -25,6 +25,11 @@ export interface CommandOutcome {
   status: number;
   statuses: CommandStatus[];
   results: Item[];
+  /**
+   * For each result, the path of the Get it answers ([] the command itself, [i] its i-th inner
+   * command). Absent in outcomes recorded before it existed: results then belong to the first Get.
+   */
+  resultPaths?: number[][];
 }
 
 /**
@@ -38,6 +43,22 @@ export interface Route {
 }
 
 /** A queued command and, once done, its outcome. */
+/** A way to deliver a device's commands (issue "server-initiated session bypassing the gateway"). */
+export type RouteKind = 'own' | 'direct' | 'transparent' | 'proxy' | 'adaptation';
+
+/** The route the server chose for a device, and why (shown with each command and in the logs). */
+export interface RouteChoice {
+  kind: RouteKind;
+  /** The gateway involved (transparent, proxy, adaptation), or the gateway bypassed (direct). */
+  via?: string;
+  /** The address a Package 0 went to (own, direct). */
+  address?: string;
+  reason: string;
+  /** The route tried before, when this one is a fallback. */
+  fallbackFrom?: RouteKind;
+  at: string;
+}
+
 export interface QueueEntry {
   id: string;
   /** The device the command is for (the operator's name for it). */
@@ -46,6 +67,8 @@ export interface QueueEntry {
   route?: Route;
   /** Marks commands the server queues for itself (e.g. reading a gateway's inventory record). */
   tag?: string;
+  /** How the server delivers it (the latest choice: a fallback replaces the route it fell back from). */
+  delivery?: RouteChoice;
   command: Outgoing;
   /**
    * queued → sent → done; `accepted` when a gateway answered 202 for a device behind it: the
@@ -100,7 +123,7 @@ export class CommandQueue {
   }
 
   /** Appends a command for a device; durable when the promise resolves. */
-  async enqueue(deviceId: string, command: Outgoing, route?: Route, tag?: string): Promise<QueueEntry> {
+  async enqueue(deviceId: string, command: Outgoing, route?: Route, tag?: string, delivery?: RouteChoice): Promise<QueueEntry> {
     const n = ++this.seq;
     const id = `c${pad(n)}`;
     const entry: QueueEntry = {
@@ -108,6 +131,7 @@ export class CommandQueue {
       deviceId,
       ...(route ? { route } : {}),
       ...(tag ? { tag } : {}),
+      ...(delivery ? { delivery } : {}),
       command,
       state: 'queued',
       createdAt: new Date().toISOString(),
@@ -188,6 +212,17 @@ export class CommandQueue {
     await this.via.put(`${route.via}\u0000${entry.id}`, entry.deviceId);
   }
 
+  /** Records the route chosen for entries still waiting to be delivered. */
+  async annotate(entries: QueueEntry[], delivery: RouteChoice): Promise<void> {
+    if (!entries.length) return;
+    await this.entries.batch(
+      entries.map((e) => {
+        e.delivery = delivery;
+        return [`${e.deviceId}\u0000${e.id}`, e];
+      }),
+    );
+  }
+
   /** Records the final outcome of an entry. */
   async complete(entry: QueueEntry, outcome: CommandOutcome): Promise<void> {
     entry.state = 'done';
@@ -198,22 +233,47 @@ export class CommandQueue {
     this.events.emit('done', entry);
   }
 
+  /**
+   * Withdraws a command the device has not received yet (state queued): it ends as 215 (Not
+   * executed). Returns false when it was already sent or done.
+   */
+  async cancel(deviceId: string, id: string): Promise<boolean> {
+    const e = await this.get(deviceId, id);
+    if (!e || e.state !== 'queued') return false;
+    await this.complete(e, { status: 215, statuses: [], results: [] });
+    return true;
+  }
+
   /** Waits until an entry is done, or the timeout passes (resolves undefined). */
   async waitFor(deviceId: string, id: string, timeoutMs: number): Promise<QueueEntry | undefined> {
     const now = await this.get(deviceId, id);
-    if (!now || now.state === 'done') return now;
+    if (!now || now.state === 'done' || this.closed) return this.closed ? undefined : now;
     return new Promise((resolve) => {
       const onDone = (e: QueueEntry): void => {
         if (e.id === id && e.deviceId === deviceId) finish(e);
       };
+      const onClose = (): void => finish(undefined);
       const timer = setTimeout(() => finish(undefined), timeoutMs);
       const finish = (e: QueueEntry | undefined): void => {
         clearTimeout(timer);
         this.events.off('done', onDone);
+        this.events.off('close', onClose);
         resolve(e);
       };
       this.events.on('done', onDone);
+      this.events.on('close', onClose);
     });
+  }
+
+  private closed = false;
+
+  /**
+   * Ends every `waitFor` now (as a timeout would) and makes later ones return at once: a server or
+   * gateway that is stopping must not sit out the deadlines of commands for devices that are gone.
+   */
+  close(): void {
+    this.closed = true;
+    this.events.emit('close');
   }
 
   /** Stores an alert received from a device. */

@@ -5,7 +5,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomInt } from 'node:crypto';
-import { createActor, type Actor, type AnyActorRef, type SimulatedClock } from 'xstate';
+import { createActor, type Actor, type AnyActorRef, type InspectionEvent, type SimulatedClock } from 'xstate';
 import { HMAC_HEADER, nonceCandidates } from '../codec/auth.ts';
 import type { Encoding } from '../codec/model.ts';
 import { encodePackage0, sessionIdHex } from '../codec/package0.ts';
@@ -19,7 +19,7 @@ import { openStore, type Section, type Store } from '../store/store.ts';
 import { listen, readBody, type Listener } from '../transport/http.ts';
 import { dmServerMachine, type SessionMessageEvent } from '../../machines/server-session.ts';
 import type { AccountConfig, ServerConfig } from './config.ts';
-import { CommandQueue, type DeviceAlert, type QueueEntry } from './queue.ts';
+import { CommandQueue, type DeviceAlert, type QueueEntry, type RouteChoice, type RouteKind } from './queue.ts';
 import type { Outgoing } from '../session/common.ts';
 import { mapItems, prefixUri, stripPrefix } from '../session/route.ts';
 import { handleApi } from './api.ts';
@@ -33,6 +33,8 @@ export interface DeviceRecord {
   lastEndReason?: string;
   sessions: number;
   notifyUrl?: string;
+  /** A publicly routable notification address the device reported (DevInfo/Ext/PublicNotifyURI). */
+  publicNotifyUrl?: string;
 }
 
 /**
@@ -52,8 +54,12 @@ export interface DeviceRoute {
   mode?: 'transparent' | 'proxy' | 'adaptation';
   /** Whether the device is attached (DeviceDetached marks it false). */
   attached: boolean;
+  /** A publicly routable notification address, read from the gateway's inventory record (`PublicAddress`). */
+  publicAddress?: string;
   updatedAt: string;
 }
+
+export type { RouteChoice, RouteKind };
 
 /** Generic Alert types of the device inventory (notes §1.3; PROPOSED names, compared case-insensitively). */
 export const INVENTORY_ALERTS = {
@@ -83,6 +89,8 @@ export interface DmServerOptions {
   onSessionEnded?: (deviceId: string, reason: string) => void;
   /** Clock for session timers (a SimulatedClock in tests). */
   clock?: SimulatedClock | { setTimeout: SimulatedClock['setTimeout']; clearTimeout: SimulatedClock['clearTimeout'] };
+  /** xstate inspection observer for the server's actors (the live visualizer, src/inspect). */
+  inspect?: (event: InspectionEvent) => void;
 }
 
 /** Package 0 MIME type (notes §3.10). */
@@ -123,11 +131,13 @@ export class DmServer {
     for (const a of opts.config.accounts) this.accounts.set(a.deviceId, a);
     this.queue.events.on('done', (e: QueueEntry) => {
       if (e.tag?.startsWith('route-mode:')) void this.onModeRead(e.tag.slice('route-mode:'.length), e);
+      else if (e.tag?.startsWith('route-addr:')) void this.onAddressRead(e.tag.slice('route-addr:'.length), e);
       else void this.onInventoryRead(e);
     });
     this.root = createActor(dmServerMachine, {
       input: { onEnded: (key, reason) => void this.onSessionEnded(key, reason) },
       ...(opts.clock ? { clock: opts.clock } : {}),
+      ...(opts.inspect ? { inspect: opts.inspect } : {}),
     });
     this.root.start();
   }
@@ -163,6 +173,9 @@ export class DmServer {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    this.queue.close();
+    for (const t of this.fallbackTimers) clearTimeout(t);
+    this.fallbackTimers.clear();
     await this.listener?.close();
     this.listener = undefined;
     this.root.send({ type: 'shutdown' });
@@ -213,27 +226,84 @@ export class DmServer {
   }
 
   /**
+   * The routes to a device, best first (issue "server-initiated session bypassing the gateway"):
+   * a direct Package 0 when the gateway's inventory shows a routable address and the device has an
+   * account of its own here (the server is bootstrapped to it); transparent mode through the gateway
+   * for a DM client without a route; proxy mode otherwise; adaptation devices always through their
+   * gateway. The account's `route` policy and `routing.direct` narrow the list; a direct push that
+   * failed recently is skipped for `routing.directRetryAfter` seconds.
+   */
+  routesFor(deviceId: string, r: DeviceRoute | undefined): Omit<RouteChoice, 'at'>[] {
+    const acct = this.accounts.get(deviceId);
+    if (!r) return acct ? [{ kind: 'own', reason: 'not behind a gateway: its own notification address' }] : [];
+    if (r.mode === 'adaptation') return [{ kind: 'adaptation', via: r.via, reason: 'an adaptation device is always reached through its gateway' }];
+    const policy = acct?.route ?? 'auto';
+    const out: Omit<RouteChoice, 'at'>[] = [];
+    const failedAt = this.directFailed.get(deviceId);
+    const recentFailure = failedAt !== undefined && Date.now() - failedAt < this.config.routing.directRetryAfter * 1000;
+    if (acct && r.publicAddress && this.config.routing.direct && policy !== 'gateway' && (!recentFailure || policy === 'direct')) {
+      out.push({ kind: 'direct', via: r.via, address: r.publicAddress, reason: `routable address in ${r.via}'s inventory; the gateway is bypassed` });
+    }
+    if (policy === 'direct') return out;
+    if (acct && r.mode === 'transparent') out.push({ kind: 'transparent', via: r.via, reason: `a DM client with no route from the server: Package 0 through ${r.via} (EDTrigger)` });
+    else if (acct && r.mode === undefined) out.push({ kind: 'own', reason: `mode at ${r.via} not known yet: its own notification address` });
+    else out.push({ kind: 'proxy', via: r.via, reason: `proxy mode: ${r.via} runs the device's session` });
+    return out;
+  }
+
+  /** The route a device's commands take now, and why (`gwmo results`, the API). */
+  async routeChoice(deviceId: string): Promise<RouteChoice | undefined> {
+    const last = this.lastChoice.get(deviceId);
+    if (last) return last;
+    const first = this.routesFor(deviceId, await this.routes.get(deviceId))[0];
+    return first ? { ...first, at: new Date().toISOString() } : undefined;
+  }
+
+  /** Per-device chains that serialise read-modify-write updates of a route (Mode and address reads race otherwise). */
+  private readonly routeLocks = new Map<string, Promise<unknown>>();
+
+  private withRouteLock<T>(deviceId: string, f: () => Promise<T>): Promise<T> {
+    const prev = this.routeLocks.get(deviceId) ?? Promise.resolve();
+    const run = prev.then(f, f);
+    const tail = run.catch(() => undefined);
+    this.routeLocks.set(deviceId, tail);
+    void tail.then(() => {
+      if (this.routeLocks.get(deviceId) === tail) this.routeLocks.delete(deviceId);
+    });
+    return run;
+  }
+
+  /** Last route used per device (in memory: the routes themselves are durable). */
+  private readonly lastChoice = new Map<string, RouteChoice>();
+  /** When a direct push to a device last went unanswered. */
+  private readonly directFailed = new Map<string, number>();
+  /** Waiters for a device's next session, by device. */
+  private readonly sessionWaiters = new Map<string, Set<() => void>>();
+  /** Fallback timers of direct pushes, cleared at stop. */
+  private readonly fallbackTimers = new Set<NodeJS.Timeout>();
+
+  /**
    * Queues a command for a device. A device with an account of its own gets it in its own sessions
-   * (also a transparent-mode device: it talks to the server directly); a device known only through
-   * a gateway gets it through that gateway's session, addressed at its mount point (proxy mode).
+   * (also a transparent-mode device, or one reached with a direct push); a device managed by its
+   * gateway (proxy, adaptation) gets it through that gateway's session, addressed at its mount point.
    */
   async enqueueFor(deviceId: string, command: Outgoing): Promise<QueueEntry> {
     const r = await this.routes.get(deviceId);
-    if (r && this.throughGateway(deviceId, r)) return this.queue.enqueue(deviceId, command, { via: r.via, prefix: r.prefix });
-    if (this.accounts.has(deviceId)) return this.queue.enqueue(deviceId, command);
+    const first = this.routesFor(deviceId, r)[0];
+    const delivery = first ? { ...first, at: new Date().toISOString() } : undefined;
+    if (r && first && (first.kind === 'proxy' || first.kind === 'adaptation')) return this.queue.enqueue(deviceId, command, { via: r.via, prefix: r.prefix }, undefined, delivery);
+    if (this.accounts.has(deviceId)) return this.queue.enqueue(deviceId, command, undefined, undefined, delivery);
     if (r) throw new GwError('SERVER_NO_ACCOUNT', `${deviceId} is in transparent mode behind ${r.via} but has no account on this server`, { status: 404 });
     throw new GwError('SERVER_UNKNOWN_DEVICE', `unknown device ${deviceId}`, { status: 404 });
   }
 
   /**
    * Whether a device's commands travel in its gateway's sessions (proxy or adaptation mode) rather
-   * than in its own (transparent mode, or a device with no gateway). While the mode is not yet
-   * known, a device with its own account is addressed directly.
+   * than in its own (transparent mode, a direct push, or a device with no gateway).
    */
   private throughGateway(deviceId: string, r: DeviceRoute): boolean {
-    if (r.mode === 'transparent') return false;
-    if (r.mode === undefined) return !this.accounts.has(deviceId);
-    return true;
+    const first = this.routesFor(deviceId, r)[0];
+    return first?.kind === 'proxy' || first?.kind === 'adaptation';
   }
 
   /** Learns routes from a gateway's inventory alerts (DeviceAttached/Detached/Changed); completes deferred results. */
@@ -258,26 +328,33 @@ export class DmServer {
       }
       const base = m[1] === '' || m[1] === '.' ? '.' : m[1]!;
       const prefix = `${base}/GwMO/Devices/${m[2]}`;
-      const prev = await this.routes.get(deviceId);
-      if (kind === 'detached') {
-        // Only the gateway the device is at can detach it: a late Detached from a gateway it left
-        // (a nomadic device) must not pull the route, or its commands, back there.
-        if (prev && prev.via === gatewayId && prev.prefix === prefix) {
-          await this.routes.put(deviceId, { ...prev, attached: false, updatedAt: new Date().toISOString() });
-          this.log.info(`${deviceId} detached from ${gatewayId}`);
+      const learnt = await this.withRouteLock(deviceId, async () => {
+        const prev = await this.routes.get(deviceId);
+        if (kind === 'detached') {
+          // Only the gateway the device is at can detach it: a late Detached from a gateway it left
+          // (a nomadic device) must not pull the route, or its commands, back there.
+          if (prev && prev.via === gatewayId && prev.prefix === prefix) {
+            await this.routes.put(deviceId, { ...prev, attached: false, updatedAt: new Date().toISOString() });
+            this.log.info(`${deviceId} detached from ${gatewayId}`);
+          }
+          return undefined;
         }
-        continue;
-      }
-      const route: DeviceRoute = {
-        deviceId,
-        via: gatewayId,
-        prefix,
-        recordUri: recordUri.startsWith('./') || recordUri === '.' ? recordUri : `./${recordUri}`,
-        attached: true,
-        updatedAt: new Date().toISOString(),
-        ...(prev?.mode && prev.via === gatewayId && prev.prefix === prefix ? { mode: prev.mode } : {}),
-      };
-      await this.routes.put(deviceId, route);
+        const same = prev?.via === gatewayId && prev.prefix === prefix;
+        const route: DeviceRoute = {
+          deviceId,
+          via: gatewayId,
+          prefix,
+          recordUri: recordUri.startsWith('./') || recordUri === '.' ? recordUri : `./${recordUri}`,
+          attached: true,
+          updatedAt: new Date().toISOString(),
+          ...(same && prev.mode ? { mode: prev.mode } : {}),
+          ...(same && prev.publicAddress ? { publicAddress: prev.publicAddress } : {}),
+        };
+        await this.routes.put(deviceId, route);
+        return { prev, route };
+      });
+      if (!learnt) continue;
+      const { prev, route } = learnt;
       if (prev && (prev.via !== gatewayId || prev.prefix !== prefix)) {
         // A nomadic device moved: its queued commands follow it (HLF-002).
         this.log.info(`${deviceId} moved from ${prev.via} (${prev.prefix}) to ${gatewayId} (${prefix})`);
@@ -285,8 +362,12 @@ export class DmServer {
       } else if (!prev) {
         this.log.info(`${deviceId} is behind ${gatewayId} at ${prefix}`);
       }
-      // Read the record's Mode through plain DM, in the same session.
+      // Read the record's Mode, and the device's routable address if it has one, through plain DM
+      // in the same session (GwMO use case "server initiated session bypassing the DM gateway").
       await this.queue.enqueue(gatewayId, { kind: 'Get', items: [{ target: { locURI: `${route.recordUri}/Mode` } }] }, undefined, `route-mode:${deviceId}`);
+      if (this.accounts.has(deviceId)) {
+        await this.queue.enqueue(gatewayId, { kind: 'Get', items: [{ target: { locURI: `${route.recordUri}/PublicAddress` } }] }, undefined, `route-addr:${deviceId}`);
+      }
     }
   }
 
@@ -336,13 +417,14 @@ export class DmServer {
    */
   private async onInventoryRead(e: QueueEntry): Promise<void> {
     if (!this.learnRoutes || !this.accounts.get(e.deviceId)?.gateway || e.route || e.outcome?.status !== 200 || e.command.kind !== 'Get') return;
-    const records = new Map<string, { deviceId?: string; mode?: number }>();
+    const records = new Map<string, { deviceId?: string; mode?: number; publicAddress?: string }>();
     for (const it of e.outcome.results) {
-      const m = /^(.*\/Records\/[^/]+)\/(DeviceID|Mode)$/.exec(it.source?.locURI ?? '');
+      const m = /^(.*\/Records\/[^/]+)\/(DeviceID|Mode|PublicAddress)$/.exec(it.source?.locURI ?? '');
       if (!m || !RECORD_RE.test(m[1]!)) continue;
       const r = records.get(m[1]!) ?? {};
       const v = typeof it.data === 'string' ? it.data.trim() : '';
       if (m[2] === 'DeviceID') r.deviceId = v;
+      else if (m[2] === 'PublicAddress') r.publicAddress = v;
       else r.mode = Number(v);
       records.set(m[1]!, r);
     }
@@ -357,17 +439,42 @@ export class DmServer {
         code: '1226',
         items: [{ source: { locURI: recordUri }, meta: { type: INVENTORY_ALERTS.attached, format: 'chr' }, data: r.deviceId }],
       });
-      const learnt = await this.routes.get(r.deviceId);
       const mode = r.mode !== undefined ? MODE_NAMES[r.mode as 0 | 1 | 2] : undefined;
-      if (learnt && mode) await this.routes.put(r.deviceId, { ...learnt, mode });
+      const addr = r.publicAddress && /^https?:\/\//.test(r.publicAddress) ? r.publicAddress : undefined;
+      await this.withRouteLock(r.deviceId, async () => {
+        const learnt = await this.routes.get(r.deviceId!);
+        if (learnt && (mode || addr)) await this.routes.put(r.deviceId!, { ...learnt, ...(mode ? { mode } : {}), ...(addr ? { publicAddress: addr } : {}) });
+      });
     }
   }
 
-  private async onModeRead(deviceId: string, e: QueueEntry): Promise<void> {
+  /** The routable address read from the gateway's record: 200 sets it, 404 (none) clears it. */
+  private onAddressRead(deviceId: string, e: QueueEntry): Promise<void> {
+    return this.withRouteLock(deviceId, () => this.applyAddressRead(deviceId, e));
+  }
+
+  private async applyAddressRead(deviceId: string, e: QueueEntry): Promise<void> {
     const r = await this.routes.get(deviceId);
-    const v = Number(e.outcome?.results[0]?.data);
-    if (!r || e.outcome?.status !== 200 || !(v in MODE_NAMES)) return;
-    await this.routes.put(deviceId, { ...r, mode: MODE_NAMES[v as 0 | 1 | 2] });
+    if (!r || !e.outcome) return;
+    const v = e.outcome.results[0]?.data;
+    const addr = e.outcome.status === 200 && typeof v === 'string' ? v.trim() : '';
+    if (addr && !/^https?:\/\//.test(addr)) {
+      this.log.warn(`${deviceId}: routable address ${JSON.stringify(addr)} in ${r.via}'s inventory is not an http(s) URL; ignored`);
+      return;
+    }
+    if ((r.publicAddress ?? '') === addr) return;
+    const { publicAddress: _old, ...rest } = r;
+    await this.routes.put(deviceId, { ...rest, ...(addr ? { publicAddress: addr } : {}) });
+    if (addr) this.log.info(`${deviceId} has a routable address: ${addr} (read from ${r.via}'s inventory)`);
+  }
+
+  private onModeRead(deviceId: string, e: QueueEntry): Promise<void> {
+    return this.withRouteLock(deviceId, async () => {
+      const r = await this.routes.get(deviceId);
+      const v = Number(e.outcome?.results[0]?.data);
+      if (!r || e.outcome?.status !== 200 || !(v in MODE_NAMES)) return;
+      await this.routes.put(deviceId, { ...r, mode: MODE_NAMES[v as 0 | 1 | 2] });
+    });
   }
 
   /** The stored record of a device. */
@@ -398,23 +505,104 @@ export class DmServer {
   }
 
   /**
-   * Sends a Package 0 to the device's notification address so it opens a session (notes §4).
-   * Returns the announced session id, or undefined when the device has no address.
+   * Wakes a device so it opens a session (notes §4), by the best route (see `routesFor`): a Package 0
+   * pushed to its own or its routable address, handed to its gateway (transparent mode), or the
+   * gateway woken to run its session (proxy, adaptation). A direct push that fails, or that is not
+   * followed by a session within `routing.directTimeout`, falls back to the next route; the choice
+   * and the reason are logged and recorded on the device's waiting commands.
+   * Returns the announced session id (a gateway's, for proxy/adaptation), or undefined when the
+   * device cannot be woken now.
    */
   async notify(deviceId: string, opts: { uiMode?: 0 | 1 | 2 | 3 } = {}): Promise<string | undefined> {
     const route = await this.routes.get(deviceId);
-    // A device managed through its gateway (proxy/adaptation): wake the gateway that carries it.
-    if (route && this.throughGateway(deviceId, route)) return this.notify(route.via, opts);
-    const acct = this.serverAccount(deviceId);
-    if (!acct) throw new GwError('SERVER_UNKNOWN_DEVICE', `unknown device ${deviceId}`, { status: 404 });
-    const { p0, hex } = await this.buildPackage0(deviceId, acct, opts.uiMode ?? 0);
-    if (route?.mode === 'transparent') return this.triggerThroughGateway(deviceId, route, p0, hex);
-    const rec = await this.devices.get(deviceId);
-    const url = this.accounts.get(deviceId)?.notify ?? rec?.notifyUrl;
+    const candidates = this.routesFor(deviceId, route);
+    if (!candidates.length) throw new GwError('SERVER_UNKNOWN_DEVICE', `unknown device ${deviceId}`, { status: 404 });
+    return this.deliver(deviceId, route, candidates, 0, opts.uiMode ?? 0);
+  }
+
+  private async deliver(deviceId: string, route: DeviceRoute | undefined, candidates: Omit<RouteChoice, 'at'>[], i: number, uiMode: 0 | 1 | 2 | 3): Promise<string | undefined> {
+    const c = candidates[i]!;
+    const choice: RouteChoice = { ...c, at: new Date().toISOString(), ...(i > 0 ? { fallbackFrom: candidates[i - 1]!.kind } : {}) };
+    await this.recordChoice(deviceId, route, choice);
+    const next = async (why: string): Promise<string | undefined> => {
+      if (i + 1 >= candidates.length) {
+        this.log.warn(`${deviceId}: ${c.kind} route failed (${why}) and there is no other route`);
+        return undefined;
+      }
+      this.log.warn(`${deviceId}: ${c.kind} route failed (${why}); falling back to ${candidates[i + 1]!.kind}${candidates[i + 1]!.via ? ` via ${candidates[i + 1]!.via}` : ''}`);
+      return this.deliver(deviceId, route, candidates, i + 1, uiMode);
+    };
+    if (c.kind === 'proxy' || c.kind === 'adaptation') return this.notify(c.via!, { uiMode });
+    const acct = this.serverAccount(deviceId)!;
+    const { p0, hex } = await this.buildPackage0(deviceId, acct, uiMode);
+    if (c.kind === 'transparent') return this.triggerThroughGateway(deviceId, route!, p0, hex);
+    const url = c.kind === 'direct' ? c.address! : (this.accounts.get(deviceId)?.notify ?? (await this.devices.get(deviceId))?.notifyUrl);
     if (!url) {
       this.log.info(`no notification address for ${deviceId}; commands wait for its next session`);
       return undefined;
     }
+    const session = c.kind === 'direct' ? this.nextSession(deviceId) : undefined;
+    try {
+      await this.pushPackage0(deviceId, url, p0, hex);
+    } catch (err) {
+      session?.cancel();
+      if (c.kind !== 'direct') throw err;
+      this.directFailed.set(deviceId, Date.now());
+      return next(describeError(err));
+    }
+    if (session) {
+      // The push arrived somewhere; only a session from the device proves it reached the device.
+      const ms = this.config.routing.directTimeout * 1000;
+      const timer = setTimeout(() => {
+        this.fallbackTimers.delete(timer);
+        session.cancel();
+        if (this.stopped) return;
+        this.directFailed.set(deviceId, Date.now());
+        void next(`no session within ${this.config.routing.directTimeout} s of the direct push`).catch((err: unknown) => this.log.warn(`fallback for ${deviceId} failed: ${describeError(err)}`));
+      }, ms);
+      this.fallbackTimers.add(timer);
+      void session.opened.then(() => {
+        clearTimeout(timer);
+        this.fallbackTimers.delete(timer);
+        this.directFailed.delete(deviceId);
+      });
+    }
+    return hex;
+  }
+
+  /** Logs a route choice and records it on the device's waiting commands (moving them to the gateway for proxy). */
+  private async recordChoice(deviceId: string, route: DeviceRoute | undefined, choice: RouteChoice): Promise<void> {
+    this.lastChoice.set(deviceId, choice);
+    this.log.info(`route for ${deviceId}: ${choice.kind}${choice.via ? ` (${choice.kind === 'direct' ? 'bypassing' : 'via'} ${choice.via})` : ''}: ${choice.reason}`, {
+      ...(choice.address ? { address: choice.address } : {}),
+      ...(choice.fallbackFrom ? { fallbackFrom: choice.fallbackFrom } : {}),
+    });
+    const pending = (await this.queue.pending(deviceId)).filter((e) => e.state === 'queued');
+    if (route && (choice.kind === 'proxy' || choice.kind === 'adaptation')) {
+      // Commands queued for the device's own session now travel in the gateway's.
+      for (const e of pending) if (!e.route) await this.queue.reroute(e, { via: route.via, prefix: route.prefix });
+    }
+    await this.queue.annotate(pending, choice);
+  }
+
+  /** A promise for the device's next session (cancel to stop waiting). */
+  private nextSession(deviceId: string): { opened: Promise<void>; cancel(): void } {
+    let resolve!: () => void;
+    const opened = new Promise<void>((r) => (resolve = r));
+    const set = this.sessionWaiters.get(deviceId) ?? new Set();
+    this.sessionWaiters.set(deviceId, set);
+    set.add(resolve);
+    return {
+      opened,
+      cancel: () => {
+        set.delete(resolve);
+        if (!set.size) this.sessionWaiters.delete(deviceId);
+      },
+    };
+  }
+
+  /** POSTs a Package 0 to a notification address. */
+  private async pushPackage0(deviceId: string, url: string, p0: Uint8Array, hex: string): Promise<void> {
     this.announced.set(hex, deviceId);
     try {
       const res = await fetch(url, {
@@ -426,7 +614,6 @@ export class DmServer {
       await res.arrayBuffer();
       if (!res.ok) throw new GwError('SERVER_NOTIFY', `device answered HTTP ${res.status}`);
       this.log.info(`Package 0 sent to ${deviceId}`, { sessionId: hex, url });
-      return hex;
     } catch (err) {
       this.announced.delete(hex);
       this.log.warn(`Package 0 to ${deviceId} failed: ${describeError(err)}`, { url });
@@ -528,6 +715,11 @@ export class DmServer {
       });
       this.sessions.set(key, session);
       if (this.announced.get(msg.hdr.sessionID) === deviceId) this.announced.delete(msg.hdr.sessionID);
+      const waiters = this.sessionWaiters.get(deviceId);
+      if (waiters) {
+        this.sessionWaiters.delete(deviceId);
+        for (const w of waiters) w();
+      }
       this.log.info(`session ${msg.hdr.sessionID} opened by ${deviceId}`, { encoding });
       this.root.send({ type: 'session.open', input: { key, session, idleTimeoutMs: this.config.sessionTimeout * 1000 } });
     }
@@ -595,6 +787,7 @@ export class DmServer {
   private async recordDevInfo(deviceId: string, devInfo: Record<string, string>, sessionId: string): Promise<void> {
     const prev = await this.devices.get(deviceId);
     const notifyUrl = devInfo['Ext/NotifyURI'];
+    const publicNotifyUrl = devInfo['Ext/PublicNotifyURI'];
     const rec: DeviceRecord = {
       deviceId,
       devInfo: { ...(prev?.devInfo ?? {}), ...devInfo },
@@ -602,6 +795,7 @@ export class DmServer {
       lastSessionAt: new Date().toISOString(),
       lastSessionId: sessionId,
       ...(notifyUrl ? { notifyUrl } : prev?.notifyUrl ? { notifyUrl: prev.notifyUrl } : {}),
+      ...(publicNotifyUrl ? { publicNotifyUrl } : prev?.publicNotifyUrl ? { publicNotifyUrl: prev.publicNotifyUrl } : {}),
     };
     await this.devices.put(deviceId, rec);
   }

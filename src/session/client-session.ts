@@ -348,6 +348,7 @@ export class ClientSession {
       first: !this.continuations.has(next),
       fits: (piece) => packMessage(current.hdr, [...before, piece], { ...packOpts, final: false }).taken === at + 1,
       minBytes: 64,
+      maxBytes: packOpts.maxMsgSize,
     });
     if (!split) {
       if (at > 0) return false; // little room left here: it starts the next message

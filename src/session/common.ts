@@ -162,7 +162,7 @@ export function largeObjectChunks<T extends { items: Item[]; meta?: Meta }>(cmd:
  */
 export function splitLargeObject<T extends { items: Item[] }>(
   cmd: T,
-  opts: { first: boolean; fits: (piece: T) => boolean; minBytes?: number },
+  opts: { first: boolean; fits: (piece: T) => boolean; minBytes?: number; maxBytes?: number },
 ): { piece: T; rest: T } | undefined {
   const item = cmd.items[0]!;
   const data = item.data ?? '';
@@ -188,7 +188,10 @@ export function splitLargeObject<T extends { items: Item[] }>(
   const pieceOf = (n: number): T =>
     ({ ...cmd, items: [withMeta({ ...item, data: slice(0, n), moreData: true }, opts.first ? bytes.length : undefined)] }) as T;
   let lo = 0;
-  let hi = bytes.length - 1; // leave at least one byte for the rest
+  // Leave at least one byte for the rest; and a piece never holds more raw bytes than the message
+  // may (encoding only adds), so the search starts there, not at the whole object: starting at the
+  // whole object made cutting a large object into N pieces encode O(N) halves of it per piece.
+  let hi = Math.min(bytes.length - 1, opts.maxBytes ?? Number.POSITIVE_INFINITY);
   while (lo < hi) {
     const mid = Math.ceil((lo + hi) / 2);
     const n = boundary(mid);

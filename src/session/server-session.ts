@@ -109,6 +109,8 @@ interface Tracking {
   entry: QueueEntry;
   statuses: CommandOutcome['statuses'];
   results: Item[];
+  /** The path of the Get each result answers (parallel to `results`). */
+  resultPaths: number[][];
   outstanding: number;
   awaitingResults: number;
   /** A Get of it succeeded: its Results may span several client messages, complete at the client's Final. */
@@ -453,12 +455,15 @@ export class ServerSession {
         continue;
       }
       owner.results.push(res.item);
+      owner.resultPaths.push(this.resultPathOf.get(key) ?? []);
     }
     owner.awaitingResults = 0;
   }
 
   /** Results carry the CmdRef/MsgRef of their Get; this maps that to the queue entry. */
   private readonly resultKeys = new Map<string, string>();
+  /** ... and to the Get's path inside the entry (a Sequence of several Gets keeps each one's results apart). */
+  private readonly resultPathOf = new Map<string, number[]>();
 
   private async settleTracking(clientFinal: boolean): Promise<void> {
     for (const [id, t] of [...this.tracking]) {
@@ -477,6 +482,7 @@ export class ServerSession {
         status: top?.status ?? 500,
         statuses: t.statuses.map((x) => (x.target !== undefined ? { ...x, target: unmap(x.target) } : x)),
         results: route ? mapItems(t.results, unmap) : t.results,
+        resultPaths: t.resultPaths,
       };
       if (route && outcome.status === 202 && top?.deferred) {
         // The gateway accepted it for a device it could not reach in time: the result follows in a
@@ -532,6 +538,7 @@ export class ServerSession {
           first: !meta.continuation,
           fits: (piece) => packMessage(hdr, [...statuses, piece], { ...packOpts, final: false }).taken === statuses.length + 1,
           minBytes: 64,
+          maxBytes: packOpts.maxMsgSize,
         });
         if (split) {
           this.outbox.splice(0, 1, split.piece, split.rest);
@@ -576,11 +583,14 @@ export class ServerSession {
 
   private track(entry: QueueEntry, c: Command, path: number[], msgID: string, chunk: boolean): void {
     let t = this.tracking.get(entry.id);
-    if (!t) this.tracking.set(entry.id, (t = { entry, statuses: [], results: [], outstanding: 0, awaitingResults: 0 }));
+    if (!t) this.tracking.set(entry.id, (t = { entry, statuses: [], results: [], resultPaths: [], outstanding: 0, awaitingResults: 0 }));
     const target = 'items' in c ? c.items[0]?.target?.locURI : undefined;
     this.inflight.set(`${msgID}:${c.cmdID}`, { entry, path, cmd: c.kind, ...(target !== undefined ? { target } : {}), chunk });
     if (!chunk) t.outstanding++;
-    if (c.kind === 'Get') this.resultKeys.set(`${msgID}:${c.cmdID}`, entry.id);
+    if (c.kind === 'Get') {
+      this.resultKeys.set(`${msgID}:${c.cmdID}`, entry.id);
+      this.resultPathOf.set(`${msgID}:${c.cmdID}`, path);
+    }
     if (c.kind === 'Atomic' || c.kind === 'Sequence') c.commands.forEach((inner, i) => this.track(entry, inner, [...path, i], msgID, false));
   }
 

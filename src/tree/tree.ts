@@ -189,6 +189,13 @@ type Awaitable<T> = T | Promise<T>;
 export interface TreePlugin {
   /** The node at `path`, or undefined when it does not exist (404). */
   get(path: string, ctx: TreeContext): Awaitable<PluginNodeView | undefined>;
+  /**
+   * The node's metadata (format, type, access, ACL) without its value: what the tree needs for the
+   * existence, AccessType and ACL checks of Replace, Delete, Exec and Add. A plugin whose `get`
+   * costs a native operation (a KNX GroupValue_Read, a BLE GATT read) implements it so that a
+   * write is not preceded by a read; without it the tree calls `get`.
+   */
+  describe?(path: string, ctx: TreeContext): Awaitable<PluginNodeView | undefined>;
   /** The child names of the interior node at `path`. */
   children(path: string, ctx: TreeContext): Awaitable<string[]>;
   add?(path: string, value: PluginWrite, ctx: TreeContext): Awaitable<OpResult | void>;
@@ -410,9 +417,10 @@ export class DmTree {
   }
 
   /** The ACL that governs `uri`: its own, or the nearest ancestor's non-empty one (§5.4 inheritance). */
-  async effectiveAcl(uri: string, ctx: TreeContext = LOCAL): Promise<string> {
+  async effectiveAcl(uri: string, ctx: TreeContext = LOCAL, first?: View): Promise<string> {
     for (let u: string | undefined = this.norm(uri); u !== undefined; u = parentOf(u)) {
-      const v = await this.view(u, ctx);
+      // Only ACLs are needed: metadata views, and the node's own view when the caller has it.
+      const v = first && first.uri === u ? first : await this.view(u, ctx, 'meta');
       if (v && v.acl !== '') return v.acl;
     }
     return ROOT_DEFAULT_ACL;
@@ -456,10 +464,10 @@ export class DmTree {
   private async replaceNode(u: string, value: ReplaceOptions, ctx: TreeContext, rightsChecked: boolean): Promise<OpResult> {
     const m = this.mountFor(u);
     const run = async (): Promise<OpResult> => {
-      const v = await this.existing(u, ctx);
+      const v = await this.existing(u, ctx, 'meta');
       // Order: what the node supports (405), who asks (425), then the content (400/415).
       this.checkReplace(v, rightsChecked ? LOCAL : ctx);
-      if (!rightsChecked) await this.authorize(u, 'Replace', ctx);
+      if (!rightsChecked) await this.authorize(u, 'Replace', ctx, v);
       const stored = storedValue(value.format, value.data, v.format);
       if (stored.format === 'node') throw new DmStatusError(405, 'TREE_NOT_LEAF', `${u} is a leaf; Format node is not allowed`);
       if (v.mount) {
@@ -520,10 +528,10 @@ export class DmTree {
     if (u === ROOT_URI) throw new DmStatusError(405, 'TREE_ROOT', 'the root cannot be deleted');
     const m = this.mountFor(u);
     if (m) {
-      const v = await this.existing(u, ctx);
+      const v = await this.existing(u, ctx, 'meta');
       if (ctx.serverId !== undefined && !v.access.has('Delete')) throw notAllowed(u, 'Delete');
       if (v.scope === 'permanent') throw new DmStatusError(405, 'TREE_PERMANENT', `${u} is permanent`);
-      await this.authorize(u, 'Delete', ctx);
+      await this.authorize(u, 'Delete', ctx, v);
       if (!m.plugin.delete) throw notAllowed(u, 'Delete');
       const r = await m.plugin.delete(relativeTo(u, m.path), ctx);
       this.mountChanged();
@@ -563,7 +571,7 @@ export class DmTree {
     if (ctx.serverId !== undefined && !src.access.has('Get')) throw notAllowed(s, 'Get (Copy source)');
     await this.authorize(s, 'Get', ctx);
     const value = { format: src.format, type: src.type, data: src.data ?? '' };
-    const tgt = await this.view(t, ctx);
+    const tgt = await this.view(t, ctx, 'meta');
     if (!tgt) return this.add(t, value, ctx);
     if (tgt.interior) throw new DmStatusError(405, 'TREE_NOT_LEAF', `Copy target ${t} is not a leaf`);
     if (ctx.serverId !== undefined && !tgt.access.has('Copy') && !tgt.access.has('Replace')) {
@@ -580,9 +588,9 @@ export class DmTree {
    */
   async exec(uri: string, args: ExecArgs, ctx: TreeContext): Promise<ExecResult> {
     const u = this.norm(uri);
-    const v = await this.existing(u, ctx);
+    const v = await this.existing(u, ctx, 'meta');
     if (ctx.serverId !== undefined && !v.access.has('Exec')) throw notAllowed(u, 'Exec');
-    await this.authorize(u, 'Exec', ctx);
+    await this.authorize(u, 'Exec', ctx, v);
     let result: ExecResult;
     if (v.mount) {
       if (!v.mount.entry.plugin.exec) throw notAllowed(u, 'Exec');
@@ -730,7 +738,11 @@ export class DmTree {
     };
   }
 
-  private async view(u: string, ctx: TreeContext): Promise<View | undefined> {
+  /**
+   * The internal view of a node. `meta` asks only for what the checks need (no value): a plugin's
+   * `describe` answers it when present, so a write does not cost a native read first.
+   */
+  private async view(u: string, ctx: TreeContext, purpose: 'value' | 'meta' = 'value'): Promise<View | undefined> {
     const m = this.mountFor(u);
     if (!m) {
       const r = this.nodes.get(u);
@@ -740,7 +752,7 @@ export class DmTree {
     if (rel === '') {
       // A device that is away must not make its mount point (and the ACL it carries) unreadable.
       const pv = await Promise.resolve()
-        .then(() => m.plugin.get('', ctx))
+        .then(() => (purpose === 'meta' && m.plugin.describe ? m.plugin.describe('', ctx) : m.plugin.get('', ctx)))
         .catch(() => undefined);
       // The mount point: ACL, Title, TStamp, VerNo and Scope are the local node's; content is the plugin's.
       const r = this.nodes.get(u);
@@ -751,7 +763,7 @@ export class DmTree {
       v.mount = { entry: m, rel };
       return v;
     }
-    const pv = await m.plugin.get(rel, ctx);
+    const pv = purpose === 'meta' && m.plugin.describe ? await m.plugin.describe(rel, ctx) : await m.plugin.get(rel, ctx);
     if (!pv) return undefined;
     const format: Exclude<NodeFormat, 'b64'> = pv.format === 'b64' ? 'bin' : pv.format;
     return {
@@ -770,8 +782,8 @@ export class DmTree {
     };
   }
 
-  private async existing(u: string, ctx: TreeContext): Promise<View> {
-    const v = await this.view(u, ctx);
+  private async existing(u: string, ctx: TreeContext, purpose: 'value' | 'meta' = 'value'): Promise<View> {
+    const v = await this.view(u, ctx, purpose);
     if (!v) throw notFound(u);
     return v;
   }
@@ -780,7 +792,7 @@ export class DmTree {
   private async readable(u: string, ctx: TreeContext): Promise<View> {
     const v = await this.existing(u, ctx);
     if (ctx.serverId !== undefined && !v.access.has('Get')) throw notAllowed(u, 'Get');
-    await this.authorize(u, 'Get', ctx);
+    await this.authorize(u, 'Get', ctx, v);
     return v;
   }
 
@@ -796,9 +808,9 @@ export class DmTree {
     return names.sort((a, b) => a.seq - b.seq).map((n) => n.name);
   }
 
-  private async authorize(u: string, cmd: AclCommand, ctx: TreeContext): Promise<void> {
+  private async authorize(u: string, cmd: AclCommand, ctx: TreeContext, v?: View): Promise<void> {
     if (ctx.serverId === undefined) return;
-    if (!aclAllows(await this.effectiveAcl(u, ctx), cmd, ctx.serverId)) throw denied(u, cmd, ctx.serverId);
+    if (!aclAllows(await this.effectiveAcl(u, ctx, v), cmd, ctx.serverId)) throw denied(u, cmd, ctx.serverId);
   }
 
   private async allowed(u: string, cmd: AclCommand, ctx: TreeContext): Promise<boolean> {
@@ -906,18 +918,18 @@ export class DmTree {
   }
 
   private async addMounted(u: string, m: Mount, value: AddOptions, ctx: TreeContext): Promise<OpResult> {
-    if (await this.view(u, ctx)) throw new DmStatusError(418, 'TREE_EXISTS', `${u} already exists`);
+    if (await this.view(u, ctx, 'meta')) throw new DmStatusError(418, 'TREE_EXISTS', `${u} already exists`);
     // The nearest existing ancestor inside the mount (the mount point always exists).
     let anc = parentOf(u) as string;
-    let ancView = await this.view(anc, ctx);
+    let ancView = await this.view(anc, ctx, 'meta');
     while (!ancView && anc !== m.path) {
       anc = parentOf(anc) as string;
-      ancView = await this.view(anc, ctx);
+      ancView = await this.view(anc, ctx, 'meta');
     }
     if (!ancView) throw notFound(anc);
     if (!ancView.interior) throw new DmStatusError(405, 'TREE_PARENT_IS_LEAF', `${anc} is a leaf; nothing can be added below it`);
     if (ctx.serverId !== undefined && !ancView.access.has('Add')) throw notAllowed(anc, 'Add below');
-    await this.authorize(anc, 'Add', ctx);
+    await this.authorize(anc, 'Add', ctx, ancView);
     if (!m.plugin.add) throw notAllowed(anc, 'Add below');
     const stored = storedValue(value.format, value.data, 'chr');
     const interior = stored.format === 'node';

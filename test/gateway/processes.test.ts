@@ -116,7 +116,10 @@ describe('gateways as processes', () => {
 
     const get = await gwmo(['get', DEV, './Vendor/Name', '--server', server.api, '--json']);
     expect(get.code, get.stderr + get.stdout).toBe(0);
-    expect(JSON.parse(get.stdout)).toMatchObject({ status: 200, results: [{ uri: './Vendor/Name', data: 'boiler' }] });
+    expect(JSON.parse(get.stdout)).toMatchObject({ status: 200, results: [{ uri: './Vendor/Name', data: 'boiler' }], delivery: { kind: 'proxy', via: 'gw-1' } });
+    // Without --json the route is printed with the result.
+    const plain = await gwmo(['get', DEV, './Vendor/Name', '--server', server.api]);
+    expect(plain.stdout).toContain('[route: proxy via gw-1]');
 
     // --no-wait: queued at once; the device gets it at its next session with its gateway.
     const queued = await gwmo(['replace', DEV, './Vendor/Name', 'attic', '--no-wait', '--server', server.api, '--json']);
@@ -131,7 +134,7 @@ describe('gateways as processes', () => {
     const after = JSON.parse((await gwmo(['get', DEV, './Vendor/Name', '--server', server.api, '--json'])).stdout);
     expect(after.results[0].data).toBe('attic');
     const devices = await gwmo(['devices', '--server', server.api]);
-    expect(devices.stdout).toMatch(new RegExp(`${DEV.replace(/[:]/g, '.')}\\s+\\S*\\s*gw-1 \\(proxy\\)`));
+    expect(devices.stdout).toMatch(new RegExp(`${DEV.replace(/[:]/g, ".")}\\s+\\S*\\s*proxy via gw-1`));
   });
 
   it('a gateway killed with SIGKILL mid-session and restarted loses nothing that was acknowledged', { timeout: 60_000 }, async () => {

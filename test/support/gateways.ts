@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { deviceConfigSchema } from '../../src/device/config.ts';
 import { SimDevice } from '../../src/device/device.ts';
 import { gatewayConfigSchema, type AssociationConfig } from '../../src/gateway/config.ts';
-import { Gateway } from '../../src/gateway/gateway.ts';
+import { Gateway, type GatewayOptions } from '../../src/gateway/gateway.ts';
 import { serverConfigSchema } from '../../src/server/config.ts';
 import { DmServer } from '../../src/server/server.ts';
 import { memoryLogger, tempDir } from './fixtures.ts';
@@ -27,7 +27,10 @@ export interface Deployment {
 }
 
 /** Starts a DM server with accounts for the given gateways (and direct devices). */
-export async function startDeployment(accounts: { deviceId: string; username: string; secret: string; authType?: string; gateway?: boolean }[]): Promise<Deployment> {
+export async function startDeployment(
+  accounts: { deviceId: string; username: string; secret: string; authType?: string; gateway?: boolean; route?: string }[],
+  serverExtra: Record<string, unknown> = {},
+): Promise<Deployment> {
   const tmp = await tempDir('gwmo-gw-');
   const logs: Record<string, string[]> = {};
   const sl = memoryLogger('server');
@@ -41,6 +44,7 @@ export async function startDeployment(accounts: { deviceId: string; username: st
       sessionTimeout: 60,
       // Accounts named gw-* are gateways (their inventory alerts teach the server routes).
       accounts: accounts.map((a) => ({ authType: 'md5', gateway: a.deviceId.startsWith('gw-'), ...a })),
+      ...serverExtra,
     }),
     dataDir: join(tmp.dir, 'server'),
     logger: sl.logger,
@@ -72,7 +76,14 @@ function parentOf(p: Parent, username: string, secret: string) {
 }
 
 /** Creates and starts a gateway under a parent (the parent must already have an account/association for it). */
-export async function addGateway(d: Deployment, id: string, parent: Parent, devices: AssociationConfig[] | Record<string, unknown>[] = [], extra: Record<string, unknown> = {}): Promise<Gateway> {
+export async function addGateway(
+  d: Deployment,
+  id: string,
+  parent: Parent,
+  devices: AssociationConfig[] | Record<string, unknown>[] = [],
+  extra: Record<string, unknown> = {},
+  options: Pick<GatewayOptions, 'inspect'> = {},
+): Promise<Gateway> {
   const l = memoryLogger(id);
   d.logs[id] = l.lines;
   const g = await Gateway.create({
@@ -88,6 +99,7 @@ export async function addGateway(d: Deployment, id: string, parent: Parent, devi
     }),
     dataDir: join(d.dir, id),
     logger: l.logger,
+    ...options,
   });
   await g.start();
   d.gateways.push(g);

@@ -200,3 +200,49 @@ describe('mounted plugins (GwMO §1.8)', () => {
     expect((await t2.get('./Dev/x/Light/On', A)).data).toBe('false');
   });
 });
+
+describe('plugin reads: a write is not preceded by native reads', () => {
+  /** A plugin whose every `get` of a leaf stands for a native read (a KNX GroupValue_Read). */
+  function countingPlugin(withDescribe: boolean): TreePlugin & { reads: number; writes: number } {
+    const p = {
+      reads: 0,
+      writes: 0,
+      get(path: string): PluginNodeView | undefined {
+        if (path === '') return { format: 'node' };
+        if (path !== 'Value') return undefined;
+        p.reads++;
+        return { format: 'int', data: '7', access: ['Get', 'Replace'] };
+      },
+      children: (path: string) => (path === '' ? ['Value'] : []),
+      replace(): void {
+        p.writes++;
+      },
+      ...(withDescribe ? { describe: (path: string): PluginNodeView | undefined => (path === '' ? { format: 'node' } : path === 'Value' ? { format: 'int', access: ['Get', 'Replace'] } : undefined) } : {}),
+    };
+    return p;
+  }
+  const ctx: TreeContext = { serverId: 'srv' };
+
+  it('with describe: Replace reads nothing; Get reads once', async () => {
+    const { tree } = await memoryTree();
+    await tree.add('./Dev', { format: 'node', acl: 'Get=srv&Replace=srv' }, LOCAL);
+    const p = countingPlugin(true);
+    await tree.mount('./Dev', p);
+    expect((await tree.replace('./Dev/Value', { format: 'int', data: '8' }, ctx)).status).toBe(200);
+    expect([p.reads, p.writes]).toEqual([0, 1]);
+    expect((await tree.get('./Dev/Value', ctx)).data).toBe('7');
+    expect(p.reads).toBe(1);
+    // The checks still hold on metadata: a server without the Replace right is refused, no write.
+    await expect(tree.replace('./Dev/Value', { format: 'int', data: '9' }, { serverId: 'other' })).rejects.toMatchObject({ status: 425 });
+    expect(p.writes).toBe(1);
+  });
+
+  it('without describe: Replace reads once (the existence check), never twice', async () => {
+    const { tree } = await memoryTree();
+    await tree.add('./Dev', { format: 'node', acl: 'Get=srv&Replace=srv' }, LOCAL);
+    const p = countingPlugin(false);
+    await tree.mount('./Dev', p);
+    await tree.replace('./Dev/Value', { format: 'int', data: '8' }, ctx);
+    expect([p.reads, p.writes]).toEqual([1, 1]);
+  });
+});

@@ -1,0 +1,674 @@
+/**
+ * Fanout and association at scale: how long a gateway takes to run one fanout job over n simulated
+ * devices, against the same device handlers called with a plain `Promise.all` in the same run; what
+ * an associated device costs in heap; and how many messages the DM server sees for one fanout over
+ * a real three-level HTTP hierarchy, against n (one session per device would need at least n).
+ *
+ *   npm run bench                                  (codec bench, then this one; bench/run.ts)
+ *   node --expose-gc bin/run-ts.js bench/fanout.bench.ts
+ *   GWMO_BENCH_N=1000,10000 GWMO_BENCH_HN=40 node --expose-gc bin/run-ts.js bench/fanout.bench.ts
+ *
+ * Environment: GWMO_BENCH_N (default 1000,10000,100000) are the in-process sizes, GWMO_BENCH_HN
+ * (default 1000,10000) the hierarchy sizes, GWMO_BENCH_STORE `leveldb` (default: a real LevelDB in
+ * a temp dir, as in production; no slower than memory in our runs) or `memory` (memoryStore; it
+ * keeps JSON copies of every record on the heap: ~350 B/device more in association.heap), GWMO_BENCH_CONCURRENCY a comma list of candidate
+ * gateway fanout.maxConcurrency values (default 64,256,1024,4096; the fastest is used).
+ *
+ * Output: one JSON line per figure on stdout, `{ name, n, value, unit, baseline, ratio, ... }`
+ * (extra fields: `note`, and details such as `coldMs`, `runs`), the first being `machine`; human
+ * progress on stderr. Figures:
+ * - `fanout.get` (ms, Exec Start to the job's final state; job Get ./DevInfo/Mod on GroupID `*`,
+ *   sim devices with latency 0), baseline: `Promise.all` of `sim.device(a).get('DevInfo/Mod')` for
+ *   every device. Median of several jobs on the same gateway after one warm-up job (`coldMs`: that
+ *   first job, which also builds the per-device adapter plugins), with a full GC before each job.
+ *   The gateway's fanout.maxConcurrency is the fastest of the candidates on min(10000, largest n)
+ *   devices (named in `note`). Every job's results are checked (n members, all 200, the right
+ *   data); anything else exits non-zero.
+ * - `fanout.rate` (devices/s) for the same runs; baseline: the Promise.all rate.
+ * - `association.spawn` (ms, gateway start to `settled()`) and `association.heap` (heap bytes per
+ *   associated device after GC: heapUsed with the n-device gateway minus heapUsed with an empty
+ *   started gateway, / n) at the largest n; `association.actor.heap` (heap bytes per association
+ *   actor: n `associationMachine` actors created and started alone). No baselines.
+ * - `hierarchy.messages` (DM requests the server received for one fanout: the definition + Start
+ *   session, the FanoutComplete alert session, the Results read), counted by a small HTTP proxy in
+ *   front of the server's DM URL (the top gateway's parent URL); baseline n. `hierarchy.get`: ms
+ *   from the operator's request (definition + Start) to the FanoutComplete alert at the server.
+ *   Tree: server → 1 gateway → 4 gateways, each with a sim network of n/4 devices; LevelDB
+ *   everywhere, real HTTP on 127.0.0.1.
+ */
+import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import { cpus, platform, release, tmpdir, totalmem } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { createActor } from 'xstate';
+import { associationMachine, type AssociationInput } from '../machines/association.ts';
+import { SimAdapter, simAdapterConfigSchema } from '../adapters/sim.ts';
+import { gatewayConfigSchema } from '../src/gateway/config.ts';
+import { Gateway } from '../src/gateway/gateway.ts';
+import { FANOUT_COMPLETE_ALERT } from '../src/gateway/fanout.ts';
+import { createLogger, silentLogger } from '../src/log.ts';
+import { serverConfigSchema } from '../src/server/config.ts';
+import type { DeviceAlert } from '../src/server/queue.ts';
+import { DmServer } from '../src/server/server.ts';
+import { memoryStore } from '../src/store/store.ts';
+import type { PluginWrite, TreePlugin } from '../src/tree/tree.ts';
+
+/** One reported figure. */
+export interface FanoutFigure {
+  name: string;
+  n: number;
+  value: number;
+  unit: string;
+  baseline: number | null;
+  ratio: number | null;
+  [extra: string]: unknown;
+}
+
+/** Options of a run (defaults from the environment, see the module comment). */
+export interface FanoutBenchOptions {
+  ns?: number[];
+  hns?: number[];
+  store?: 'leveldb' | 'memory';
+  concurrency?: number[];
+  /** Receives each JSON line (default: stdout). */
+  write?: (line: string) => void;
+  /** Receives progress lines (default: stderr). */
+  log?: (line: string) => void;
+}
+
+const DEFAULT_N = [1000, 10_000, 100_000];
+const DEFAULT_HN = [1000, 10_000];
+const DEFAULT_CONCURRENCY = [64, 256, 1024, 4096];
+const PREFIX = 'd';
+const MOD = 'sim-sensor';
+const PARENT = { url: 'http://127.0.0.1:9/dm', serverId: 'bench-dms', username: 'u', secret: 's', serverSecret: 'x' };
+
+const sizes = (v: string | undefined, dflt: number[]): number[] => {
+  if (!v?.trim()) return dflt;
+  const out = v.split(',').map((s) => Number(s.trim()));
+  if (!out.length || out.some((x) => !Number.isInteger(x) || x < 1)) throw new Error(`bad size list ${JSON.stringify(v)} (positive integers, comma separated)`);
+  return out;
+};
+
+/** The sizes and settings of a run, from the environment. */
+export function benchOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Required<Pick<FanoutBenchOptions, 'ns' | 'hns' | 'store' | 'concurrency'>> {
+  const store = env.GWMO_BENCH_STORE?.trim() || 'leveldb';
+  if (store !== 'leveldb' && store !== 'memory') throw new Error(`GWMO_BENCH_STORE must be leveldb or memory, not ${store}`);
+  return {
+    ns: sizes(env.GWMO_BENCH_N, DEFAULT_N),
+    hns: sizes(env.GWMO_BENCH_HN, DEFAULT_HN),
+    store,
+    concurrency: sizes(env.GWMO_BENCH_CONCURRENCY, DEFAULT_CONCURRENCY),
+  };
+}
+
+// ----------------------------------------------------------------------------------------------
+// Helpers
+// ----------------------------------------------------------------------------------------------
+
+const now = (): number => performance.now();
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const round = (x: number, digits = 0): number => Number(x.toFixed(digits));
+/** Four significant digits. */
+const sig = (x: number): number => Number(x.toPrecision(4));
+const ratio = (a: number, b: number): number => sig(a / b);
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/** The garbage collector: `global.gc` under --expose-gc, else exposed at run time. */
+function collector(): () => void {
+  const g = (globalThis as { gc?: () => void }).gc;
+  if (g) return g;
+  setFlagsFromString('--expose-gc');
+  return runInNewContext('gc') as () => void;
+}
+
+/** heapUsed after full collections (and a few turns of the event loop for pending work). */
+async function settledHeap(gc: () => void): Promise<number> {
+  for (let i = 0; i < 3; i++) {
+    await new Promise((r) => setImmediate(r));
+    gc();
+  }
+  return process.memoryUsage().heapUsed;
+}
+
+/** A store for one gateway: a LevelDB directory (the gateway opens and closes it) or memory. */
+async function storeFor(kind: 'leveldb' | 'memory'): Promise<{ opts: { dataDir: string } | { store: ReturnType<typeof memoryStore> }; cleanup(): Promise<void> }> {
+  if (kind === 'memory') return { opts: { store: memoryStore() }, cleanup: async () => {} };
+  const dir = await mkdtemp(join(tmpdir(), 'gwmo-bench-'));
+  return { opts: { dataDir: dir }, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+interface SimGateway {
+  gw: Gateway;
+  sim: SimAdapter;
+  plugin: TreePlugin;
+  /** ms from start() to settled(). */
+  spawnMs: number;
+  close(): Promise<void>;
+}
+
+/** A started in-process gateway with a sim network of n devices, all associated. */
+async function simGateway(n: number, concurrency: number, store: 'leveldb' | 'memory'): Promise<SimGateway> {
+  const s = await storeFor(store);
+  const gw = await Gateway.create({
+    config: gatewayConfigSchema.parse({
+      id: 'gw-bench',
+      parent: PARENT, // nobody listens there: alerts stay queued
+      serverId: 'bench-south',
+      serverSecret: 'y',
+      newDeviceAlert: false,
+      adapters: [{ type: 'sim', generate: { count: n, prefix: PREFIX, kind: 'sensor' }, latencyMs: 0, maxConcurrency: concurrency }],
+      fanout: { timeout: 300, maxConcurrency: concurrency },
+    }),
+    ...s.opts,
+    logger: silentLogger,
+  });
+  const t0 = now();
+  await gw.start();
+  await gw.settled();
+  const spawnMs = now() - t0;
+  if (gw.associations.size !== n) throw new Error(`expected ${n} associations, got ${gw.associations.size}`);
+  return {
+    gw,
+    sim: gw.adapters.get('sim') as SimAdapter,
+    plugin: gw.fanout.plugin(),
+    spawnMs,
+    async close() {
+      await gw.stop();
+      await s.cleanup();
+    },
+  };
+}
+
+let jobSeq = 0;
+
+/**
+ * Defines and runs one job (Get ./DevInfo/Mod on every device); returns ms from Exec Start to its
+ * final state. A full GC runs first, so no job pays for the garbage of the one before.
+ */
+async function runJob(g: SimGateway, n: number, gc: () => void, policyConcurrency?: number): Promise<number> {
+  const { gw, plugin } = g;
+  await settledHeap(gc);
+  const name = `job${++jobSeq}`;
+  const chr = (data: string): PluginWrite => ({ format: 'chr', type: '', data });
+  await plugin.add!(name, { format: 'node', type: '' }, {});
+  await plugin.add!(`${name}/Target/GroupID`, chr('*'), {});
+  await plugin.add!(`${name}/Commands/1/Cmd`, chr('Get'), {});
+  await plugin.add!(`${name}/Commands/1/URI`, chr('./DevInfo/Mod'), {});
+  if (policyConcurrency !== undefined) await plugin.add!(`${name}/Policy/MaxConcurrency`, { format: 'int', type: '', data: String(policyConcurrency) }, {});
+  const t0 = now();
+  const started = await plugin.exec!(`${name}/Operations/Start`, {}, { serverId: PARENT.serverId });
+  if (started.status !== 202) throw new Error(`job ${name}: Start answered ${started.status}`);
+  while (gw.fanout.job(name)!.state < 30) await sleep(1);
+  const ms = now() - t0;
+  verifyJob(gw, name, n);
+  await plugin.delete!(name, {});
+  return ms;
+}
+
+/** The job's results must be n members, each 200 with the device's model: anything else fails the bench. */
+function verifyJob(gw: Gateway, name: string, n: number): void {
+  const j = gw.fanout.job(name)!;
+  const results = gw.fanout.resultsOf(name);
+  let bad = 0;
+  let example = '';
+  for (const [key, r] of results) {
+    const c = r.cmds[0];
+    if (r.status !== 200 || c?.status !== 200 || c.items?.[0]?.data !== MOD) {
+      bad++;
+      example ||= `${key}: ${JSON.stringify(r)}`;
+    }
+  }
+  if (j.state !== 30 || results.size !== n || bad) {
+    throw new Error(`job ${name} is wrong: state ${j.state}, ${results.size}/${n} results, ${bad} not 200 with ${MOD}${example ? ` (e.g. ${example})` : ''}`);
+  }
+}
+
+/** The baseline: the same device handlers, called directly, all at once. */
+async function promiseAll(sim: SimAdapter, addresses: string[], gc: () => void): Promise<number> {
+  await settledHeap(gc);
+  const t0 = now();
+  const views = await Promise.all(addresses.map((a) => sim.device(a)!.get('DevInfo/Mod', {})));
+  const ms = now() - t0;
+  if (views.length !== addresses.length || views.some((v) => v?.data !== MOD)) throw new Error('the Promise.all baseline read something else');
+  return ms;
+}
+
+// ----------------------------------------------------------------------------------------------
+// In-process figures
+// ----------------------------------------------------------------------------------------------
+
+/** Picks the fastest gateway fanout.maxConcurrency among the candidates (interleaved jobs, median). */
+async function calibrate(n: number, candidates: number[], store: 'leveldb' | 'memory', gc: () => void, log: (l: string) => void): Promise<{ chosen: number; medians: Record<string, number> }> {
+  if (candidates.length === 1) return { chosen: candidates[0]!, medians: {} };
+  const g = await simGateway(n, Math.max(...candidates), store);
+  try {
+    await runJob(g, n, gc); // warm-up
+    const samples: Record<string, number[]> = Object.fromEntries(candidates.map((c) => [c, []]));
+    const rounds = 3;
+    for (let r = 0; r < rounds; r++) {
+      for (let k = 0; k < candidates.length; k++) {
+        const c = candidates[(r + k) % candidates.length]!;
+        samples[c]!.push(await runJob(g, n, gc, c));
+      }
+    }
+    const medians = Object.fromEntries(candidates.map((c) => [String(c), round(median(samples[c]!), 1)]));
+    const chosen = candidates.reduce((best, c) => (medians[String(c)]! < medians[String(best)]! ? c : best));
+    log(`fanout.maxConcurrency at n=${n}: ${Object.entries(medians).map(([c, ms]) => `${c} → ${ms} ms`).join(', ')}; using ${chosen}`);
+    return { chosen, medians };
+  } finally {
+    await g.close();
+  }
+}
+
+/** Heap bytes per association actor: n actors alone (their DeviceIDs exist beforehand, as in a gateway). */
+async function actorHeap(n: number, gc: () => void): Promise<{ perActor: number; spawnMs: number }> {
+  const ids = Array.from({ length: n }, (_, i) => `urn:dev:sim:${PREFIX}${i + 1}`);
+  const h0 = await settledHeap(gc);
+  const t0 = now();
+  const actors = ids.map((deviceId) => {
+    const input: AssociationInput = { deviceId, mode: 'adaptation', status: 'attached', gateway: false, maxFailures: 2, onChange: (ch) => void ch };
+    return createActor(associationMachine, { id: deviceId, input }).start();
+  });
+  const spawnMs = now() - t0;
+  const h1 = await settledHeap(gc);
+  if (actors.some((a) => a.getSnapshot().value !== 'attached')) throw new Error('an association actor is not attached');
+  for (const a of actors) a.stop();
+  return { perActor: (h1 - h0) / n, spawnMs };
+}
+
+/** Heap bytes per simulated device of the sim network itself (not the gateway's cost). */
+async function simHeap(n: number, gc: () => void): Promise<number> {
+  const cfg = simAdapterConfigSchema.parse({ type: 'sim', generate: { count: n, prefix: PREFIX, kind: 'sensor' } });
+  const h0 = await settledHeap(gc);
+  const sim = new SimAdapter(cfg);
+  const h1 = await settledHeap(gc);
+  if (sim.list().length !== n) throw new Error('sim network size');
+  return (h1 - h0) / n;
+}
+
+// ----------------------------------------------------------------------------------------------
+// The hierarchy over HTTP
+// ----------------------------------------------------------------------------------------------
+
+const HOP_HEADERS = new Set(['host', 'connection', 'keep-alive', 'content-length', 'transfer-encoding', 'content-encoding']);
+
+/** A counting HTTP proxy in front of `target` (a base URL): every request is counted, then forwarded as is. */
+async function countingProxy(target: string): Promise<{ url: string; count(): number; bytes(): { up: number; down: number }; close(): Promise<void> }> {
+  let count = 0;
+  const bytes = { up: 0, down: 0 };
+  const server: Server = createServer((req, res) => {
+    count++;
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      void (async () => {
+        try {
+          const headers: Record<string, string> = {};
+          for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string' && !HOP_HEADERS.has(k)) headers[k] = v;
+          const sent = Buffer.concat(chunks);
+          bytes.up += sent.byteLength;
+          const up = await fetch(target + (req.url ?? '/'), { method: req.method ?? 'POST', headers, ...(req.method === 'POST' ? { body: sent } : {}) });
+          const body = Buffer.from(await up.arrayBuffer());
+          bytes.down += body.byteLength;
+          const out: Record<string, string> = {};
+          up.headers.forEach((v, k) => {
+            if (!HOP_HEADERS.has(k)) out[k] = v;
+          });
+          res.writeHead(up.status, out).end(body);
+        } catch (err) {
+          res.writeHead(502, { 'content-type': 'text/plain' }).end(String(err));
+        }
+      })();
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const addr = server.address() as { port: number };
+  return {
+    url: `http://127.0.0.1:${addr.port}`,
+    count: () => count,
+    bytes: () => ({ ...bytes }),
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+/** Runs an operator command through the server's API (as test/support/gateways.ts `operate`). */
+async function operate(server: DmServer, deviceId: string, body: Record<string, unknown>): Promise<any> {
+  const res = await fetch(`${server.url}/api/devices/${encodeURIComponent(deviceId)}/commands`, {
+    method: 'POST',
+    body: JSON.stringify({ timeout: 300, ...body }),
+    headers: { 'content-type': 'application/json' },
+  });
+  return { http: res.status, ...((await res.json()) as Record<string, unknown>) };
+}
+
+interface HierarchyResult {
+  messages: number;
+  /** Bytes of those requests (up) and of the server's answers (down). */
+  bytes: { up: number; down: number };
+  phases: { define: number; alert: number; read: number };
+  sessions: number;
+  package0: number;
+  getMs: number;
+  defineMs: number;
+  readMs: number;
+  setupMs: number;
+  sessionMessages: number;
+}
+
+/** Server → gw-top → 4 floor gateways with n/4 sim devices each; one fanout, counted at the server. */
+async function hierarchy(n: number, concurrency: number, log: (l: string) => void): Promise<HierarchyResult> {
+  const t0 = now();
+  const dir = await mkdtemp(join(tmpdir(), 'gwmo-bench-h-'));
+  const gateways: Gateway[] = [];
+  const counters = { sessions: 0, package0: 0, sessionMessages: 0 };
+  const serverLog = createLogger('server', {
+    level: 'info',
+    write: (l) => {
+      if (/ session \S+ opened by /.test(l)) counters.sessions++;
+      else if (/ Package 0 sent to /.test(l)) counters.package0++;
+      const m = / session \S+ of \S+ ended: .*messages=(\d+)/.exec(l);
+      if (m) counters.sessionMessages += Number(m[1]);
+      if (/ (ERROR|WARN) /.test(l)) log(`  server: ${l}`);
+    },
+  });
+  const floors = ['gw-floor1', 'gw-floor2', 'gw-floor3', 'gw-floor4'];
+  const server = await DmServer.create({
+    config: serverConfigSchema.parse({
+      listen: '127.0.0.1:0',
+      serverId: 'bench-dms',
+      serverSecret: 'dms-secret',
+      serverAuthType: 'md5',
+      sessionTimeout: 300,
+      accounts: [{ deviceId: 'gw-top', username: 'gw-top-user', secret: 'gw-top-secret', authType: 'md5', gateway: true }],
+    }),
+    dataDir: join(dir, 'server'),
+    logger: serverLog,
+  });
+  await server.start();
+  const proxy = await countingProxy(server.url);
+  try {
+    const common = { serverAuthType: 'md5', newDeviceAlert: false, requestTimeout: 300, proxyTimeout: 300, fanout: { timeout: 300, maxConcurrency: concurrency } };
+    const top = await Gateway.create({
+      config: gatewayConfigSchema.parse({
+        id: 'gw-top',
+        parent: { url: `${proxy.url}${server.config.path}`, serverId: server.config.serverId, username: 'gw-top-user', secret: 'gw-top-secret', authType: 'md5', serverSecret: server.config.serverSecret, serverAuthType: 'md5' },
+        serverId: 'gw-top-south',
+        serverSecret: 'gw-top-south-secret',
+        devices: floors.map((f) => ({ deviceId: f, mode: 'proxy', gateway: true, username: `${f}-user`, secret: `${f}-secret`, authType: 'md5' })),
+        ...common,
+      }),
+      dataDir: join(dir, 'gw-top'),
+      logger: silentLogger,
+    });
+    await top.start();
+    gateways.push(top);
+    const per = Math.floor(n / floors.length);
+    for (const [i, f] of floors.entries()) {
+      const count = i === floors.length - 1 ? n - per * (floors.length - 1) : per;
+      const g = await Gateway.create({
+        config: gatewayConfigSchema.parse({
+          id: f,
+          parent: { url: top.southUrl, serverId: top.config.serverId, username: `${f}-user`, secret: `${f}-secret`, authType: 'md5', serverSecret: top.config.serverSecret, serverAuthType: 'md5' },
+          serverId: `${f}-south`,
+          serverSecret: `${f}-south-secret`,
+          adapters: [{ type: 'sim', generate: { count, prefix: `f${i + 1}-`, kind: 'sensor' }, latencyMs: 0, maxConcurrency: concurrency }],
+          ...common,
+        }),
+        dataDir: join(dir, f),
+        logger: silentLogger,
+      });
+      await g.start();
+      await g.settled();
+      gateways.push(g);
+    }
+    // Wait until the floors have called in and all start-up traffic is over (nothing for 500 ms).
+    const until = async (cond: () => boolean, what: string): Promise<void> => {
+      const end = Date.now() + 60_000;
+      while (!cond()) {
+        if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+        await sleep(20);
+      }
+    };
+    await until(() => floors.every((f) => top.associations.get(f)?.status === 'attached'), 'the floor gateways to attach');
+    for (let last = -1, stableSince = now(); ; await sleep(50)) {
+      const c = proxy.count();
+      if (c !== last || server.openSessions().length) {
+        last = c;
+        stableSince = now();
+      } else if (now() - stableSince > 500) break;
+    }
+    const setupMs = now() - t0;
+    log(`  hierarchy n=${n}: set up in ${round(setupMs)} ms`);
+
+    const job = 'hjob';
+    const correlator = 'c-hjob';
+    const base = `./GwMO/Fanout/${job}`;
+    let alertAt = 0;
+    const onAlert = (a: DeviceAlert): void => {
+      if (a.deviceId === 'gw-top' && a.correlator === correlator && a.items.some((it) => it.meta?.type === FANOUT_COMPLETE_ALERT)) alertAt ||= now();
+    };
+    server.queue.events.on('alert', onAlert);
+    const quiet = async (): Promise<void> => {
+      while (server.openSessions().length) await sleep(5);
+    };
+    const c0 = proxy.count();
+    const b0 = proxy.bytes();
+    const s0 = { ...counters };
+    const tStart = now();
+    const started = await operate(server, 'gw-top', {
+      cmd: 'Sequence',
+      commands: [
+        { cmd: 'Add', uri: base, format: 'node' },
+        { cmd: 'Add', uri: `${base}/Target/GroupID`, value: '*' },
+        { cmd: 'Add', uri: `${base}/Commands/1/Cmd`, value: 'Get' },
+        { cmd: 'Add', uri: `${base}/Commands/1/URI`, value: './DevInfo/Mod' },
+        { cmd: 'Exec', uri: `${base}/Operations/Start`, correlator },
+      ],
+    });
+    const defineMs = now() - tStart;
+    if (started.status !== 200 || started.statuses?.at(-1)?.status !== 202) throw new Error(`the job was not started: ${JSON.stringify(started)}`);
+    await quiet();
+    const c1 = proxy.count();
+    await until(() => alertAt > 0, 'the FanoutComplete alert');
+    const getMs = alertAt - tStart;
+    await quiet();
+    const c2 = proxy.count();
+    const tRead = now();
+    const read = await operate(server, 'gw-top', { cmd: 'Get', uri: `${base}/Results?list=StructData` });
+    const readMs = now() - tRead;
+    await quiet();
+    const c3 = proxy.count();
+    const b3 = proxy.bytes();
+    server.queue.events.off('alert', onAlert);
+    if (read.status !== 200) throw new Error(`Get Results answered ${read.status}: ${JSON.stringify(read).slice(0, 500)}`);
+    // Every member: 200 with the model.
+    const prefix = `${base}/Results/`;
+    const status = new Map<string, string>();
+    const data = new Map<string, string>();
+    for (const it of read.results as { uri: string; data?: string }[]) {
+      if (!it.uri.startsWith(prefix)) continue;
+      const rest = it.uri.slice(prefix.length);
+      const slash = rest.indexOf('/');
+      const m = rest.slice(0, slash);
+      const leaf = rest.slice(slash + 1);
+      if (leaf === 'Status') status.set(m, it.data ?? '');
+      else if (leaf === 'Cmd/1/Data') data.set(m, it.data ?? '');
+    }
+    const bad = [...status].filter(([m, s]) => s !== '200' || data.get(m) !== MOD).length;
+    if (status.size !== n || bad) throw new Error(`hierarchy n=${n}: ${status.size}/${n} results, ${bad} not 200 with ${MOD}`);
+    return {
+      messages: c3 - c0,
+      bytes: { up: b3.up - b0.up, down: b3.down - b0.down },
+      phases: { define: c1 - c0, alert: c2 - c1, read: c3 - c2 },
+      sessions: counters.sessions - s0.sessions,
+      package0: counters.package0 - s0.package0,
+      sessionMessages: counters.sessionMessages - s0.sessionMessages,
+      getMs,
+      defineMs,
+      readMs,
+      setupMs,
+    };
+  } finally {
+    for (const g of gateways.reverse()) await g.stop();
+    await proxy.close();
+    await server.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+// ----------------------------------------------------------------------------------------------
+// The benchmark
+// ----------------------------------------------------------------------------------------------
+
+/** Runs the benchmark, writes one JSON line per figure, and returns the figures. */
+export async function runFanoutBench(options: FanoutBenchOptions = {}): Promise<FanoutFigure[]> {
+  const env = benchOptionsFromEnv();
+  const ns = [...(options.ns ?? env.ns)].sort((a, b) => a - b);
+  const hns = [...(options.hns ?? env.hns)].sort((a, b) => a - b);
+  const store = options.store ?? env.store;
+  const candidates = options.concurrency ?? env.concurrency;
+  const write = options.write ?? ((l: string) => process.stdout.write(`${l}\n`));
+  const log = options.log ?? ((l: string) => process.stderr.write(`${l}\n`));
+  const figures: FanoutFigure[] = [];
+  const emit = (f: FanoutFigure): void => {
+    figures.push(f);
+    write(JSON.stringify(f));
+  };
+  const gc = collector();
+  const t0 = now();
+
+  const cpu = cpus();
+  const machine = { name: 'machine', cpu: cpu[0]?.model ?? 'unknown', cores: cpu.length, memGB: round(totalmem() / 2 ** 30, 1), node: process.version, os: `${platform()} ${release()}`, store, ns, hns };
+  write(JSON.stringify(machine));
+  const storeNote = store === 'leveldb' ? 'LevelDB in a temp dir' : 'memoryStore (records also kept as JSON copies on the heap)';
+
+  // The gateway's fanout.maxConcurrency: the fastest candidate on a mid-size network.
+  const calN = Math.min(10_000, ns.at(-1)!);
+  log(`calibrating fanout.maxConcurrency (${candidates.join(', ')}) on ${calN} devices…`);
+  const { chosen, medians } = await calibrate(calN, candidates, store, gc, log);
+  const concNote = `gateway fanout.maxConcurrency ${chosen}${Object.keys(medians).length ? ` (fastest at n=${calN}: ${Object.entries(medians).map(([c, ms]) => `${c}=${ms}ms`).join(' ')})` : ''}`;
+
+  const largest = ns.at(-1)!;
+  for (const n of ns) {
+    const reps = n <= 2000 ? 7 : n <= 20_000 ? 5 : 3;
+    let heap: { empty: number; full: number; sim: number } | undefined;
+    if (n === largest) {
+      // Heap of an empty started gateway, then of the sim network alone (for the note).
+      const empty = await simGateway(0, chosen, store);
+      await sleep(50);
+      const hEmpty = await settledHeap(gc);
+      await empty.close();
+      heap = { empty: hEmpty, full: 0, sim: await simHeap(n, gc) };
+    }
+    log(`n=${n}: associating…`);
+    const g = await simGateway(n, chosen, store);
+    try {
+      log(`n=${n}: associated in ${round(g.spawnMs)} ms`);
+      if (heap) {
+        await sleep(50);
+        heap.full = await settledHeap(gc);
+        emit({ name: 'association.spawn', n, value: round(g.spawnMs, 1), unit: 'ms', baseline: null, ratio: null, note: `gateway start() to settled(), sim adapter, ${storeNote}` });
+      }
+      const coldMs = await runJob(g, n, gc);
+      log(`n=${n}: first job ${round(coldMs)} ms; ${reps} more…`);
+      const runs: number[] = [];
+      for (let r = 0; r < reps; r++) runs.push(await runJob(g, n, gc));
+      const addresses = Array.from({ length: n }, (_, i) => `${PREFIX}${i + 1}`);
+      const base: number[] = [];
+      for (let r = 0; r < Math.max(5, reps); r++) base.push(await promiseAll(g.sim, addresses, gc));
+      const value = median(runs);
+      const baseline = median(base);
+      log(`n=${n}: fanout ${round(value, 1)} ms (runs ${runs.map((x) => round(x)).join(', ')}), Promise.all ${round(baseline, 2)} ms`);
+      const note = `job Get ./DevInfo/Mod, GroupID *, sim latency 0, ${concNote}, ${storeNote}; median of ${reps} jobs after a warm-up job (coldMs), a full GC before each; baseline Promise.all of sim.device(a).get('DevInfo/Mod'), median of ${base.length}`;
+      emit({ name: 'fanout.get', n, value: sig(value), unit: 'ms', baseline: sig(baseline), ratio: ratio(value, baseline), coldMs: round(coldMs, 1), runs: runs.map((x) => round(x, 1)), note });
+      const rate = (n * 1000) / value;
+      const baseRate = (n * 1000) / baseline;
+      emit({ name: 'fanout.rate', n, value: round(rate), unit: 'devices/s', baseline: round(baseRate), ratio: ratio(rate, baseRate), note: 'n / fanout.get; baseline n / Promise.all' });
+    } finally {
+      await g.close();
+    }
+    if (heap) {
+      log(`n=${n}: association actors alone…`);
+      const actors = await actorHeap(n, gc);
+      const perDevice = (heap.full - heap.empty) / n;
+      emit({
+        name: 'association.heap',
+        n,
+        value: round(perDevice),
+        unit: 'bytes/device',
+        baseline: null,
+        ratio: null,
+        note: `heapUsed after GC with ${n} devices associated minus with an empty started gateway, / n; ${storeNote}${store === 'leveldb' ? ' (LevelDB memory is off the V8 heap)' : ''}; includes the sim network's own state, ~${round(heap.sim)} B/device, and the association actor, ~${round(actors.perActor)} B (association.actor.heap)`,
+        simBytes: round(heap.sim),
+      });
+      emit({
+        name: 'association.actor.heap',
+        n,
+        value: round(actors.perActor),
+        unit: 'bytes/actor',
+        baseline: null,
+        ratio: null,
+        spawnMs: round(actors.spawnMs, 1),
+        note: 'createActor(associationMachine, { id, input }).start() n times, alone, heapUsed delta after GC / n (DeviceID strings excluded)',
+      });
+    }
+  }
+
+  for (const n of hns) {
+    log(`hierarchy n=${n}: server → gw-top → 4 gateways × ${Math.floor(n / 4)} sim devices, over HTTP…`);
+    const h = await hierarchy(n, chosen, log);
+    log(`  ${h.messages} DM requests at the server (define ${h.phases.define}, alert ${h.phases.alert}, read ${h.phases.read}; ${h.sessions} sessions, ${h.package0} Package 0), FanoutComplete after ${round(h.getMs)} ms`);
+    emit({
+      name: 'hierarchy.messages',
+      n,
+      value: h.messages,
+      unit: 'messages',
+      baseline: n,
+      ratio: ratio(h.messages, n),
+      phases: h.phases,
+      bytes: h.bytes,
+      sessions: h.sessions,
+      sessionMessages: h.sessionMessages,
+      package0: h.package0,
+      note: 'DM requests received by the server (counting proxy on the top gateway\'s parent URL) for one fanout: definition+Start session, FanoutComplete alert session, Get Results?list=StructData (phases); bytes: their sizes, up (requests) and down (answers); sessionMessages: the same from the server\'s own per-session counters (cross-check); Package 0 pushes go the other way and are not counted; baseline n (one message per device at the very least)',
+    });
+    emit({
+      name: 'hierarchy.get',
+      n,
+      value: round(h.getMs, 1),
+      unit: 'ms',
+      baseline: null,
+      ratio: null,
+      defineMs: round(h.defineMs, 1),
+      readMs: round(h.readMs, 1),
+      note: `operator API request (definition + Exec Start, one Sequence) to the FanoutComplete alert at the server; 3 levels over HTTP on 127.0.0.1, LevelDB, ${concNote.replace(/ \(.*\)$/, '')}; no direct-session baseline`,
+    });
+  }
+  log(`fanout bench done in ${round((now() - t0) / 1000, 1)} s`);
+  return figures;
+}
+
+const invokedPath = process.argv[1];
+if (invokedPath !== undefined && resolve(invokedPath) === fileURLToPath(import.meta.url)) {
+  try {
+    await runFanoutBench();
+    process.exit(0);
+  } catch (err) {
+    process.stderr.write(`fanout bench failed: ${(err as Error)?.stack ?? String(err)}\n`);
+    process.exit(1);
+  }
+}
