@@ -14,6 +14,9 @@ import { gatewayConfigSchema } from '../gateway/config.ts';
 import { Gateway } from '../gateway/gateway.ts';
 import { DEFAULT_SERVER, callApi, statusText, table } from './client.ts';
 import { runDemo } from './demo.ts';
+import { runUp } from './up.ts';
+import { runFanout, runGroupDelete, runGroups, runGroupSet, runImagePut, runInventory } from './gwmo-ops.ts';
+import { loadTopology, topologyJsonSchema } from '../topology/index.ts';
 
 const program = new Command();
 program
@@ -36,9 +39,14 @@ Examples:
 const logOptions = (cmd: Command): Command =>
   cmd.option('--log-json', 'log JSON lines instead of readable text').addOption(new Option('--log-level <level>', 'log level').choices(['debug', 'info', 'warn', 'error']).default('info'));
 
-/** Resolves on Ctrl-C or SIGTERM; a clean shutdown that takes longer than 5 s (or a second signal) exits anyway. */
+let signalled: Promise<void> | undefined;
+/**
+ * Resolves on Ctrl-C or SIGTERM; a clean shutdown that takes longer than 5 s (or a second signal) exits anyway.
+ * Long-running commands call it once before they start (unawaited) so a signal that arrives while they are
+ * starting is latched and ends them cleanly afterwards, instead of killing the process half-started.
+ */
 function waitForSignal(): Promise<void> {
-  return new Promise((resolve) => {
+  return (signalled ??= new Promise((resolve) => {
     const done = (): void => {
       const force = (): never => process.exit(130);
       setTimeout(force, 5000).unref();
@@ -48,7 +56,7 @@ function waitForSignal(): Promise<void> {
     };
     process.once('SIGINT', done);
     process.once('SIGTERM', done);
-  });
+  }));
 }
 
 logOptions(
@@ -60,6 +68,7 @@ logOptions(
     .option('-l, --listen <host:port>', 'overrides `listen:` in the config')
     .addHelpText('after', '\nExample:\n  $ gwmo server --config examples/server.yaml --data ./data/server'),
 ).action(async (opts: { config: string; data?: string; listen?: string; logJson?: boolean; logLevel: 'info' }) => {
+  void waitForSignal();
   const config = await loadConfig(opts.config, serverConfigSchema);
   if (opts.listen) config.listen = opts.listen;
   const logger = createLogger('server', { json: !!opts.logJson, level: opts.logLevel });
@@ -90,6 +99,7 @@ logOptions(
     process.exitCode = r.ok ? 0 : 1;
     return;
   }
+  void waitForSignal();
   await device.start();
   process.stdout.write(`Package 0 listener ${device.notifyUrl}\n`);
   if (opts.connect) await device.connect();
@@ -105,6 +115,7 @@ logOptions(
     .option('-d, --data <dir>', 'data directory (LevelDB); overrides `data:` in the config')
     .addHelpText('after', '\nExample:\n  $ gwmo gateway --config examples/gateway.yaml --data .data/gw1'),
 ).action(async (opts: { config: string; data?: string; logJson?: boolean; logLevel: 'info' }) => {
+  void waitForSignal();
   const config = await loadConfig(opts.config, gatewayConfigSchema);
   const logger = createLogger('gateway', { json: !!opts.logJson, level: opts.logLevel }).child(config.id);
   const gateway = await Gateway.create({ config, ...(opts.data ? { dataDir: opts.data } : {}), logger });
@@ -138,6 +149,12 @@ interface OperatorOpts {
   correlator?: string;
 }
 
+/** One line for the route a command took (issue "server-initiated session bypassing the gateway"). */
+function routeText(d: { kind: string; via?: string; fallbackFrom?: string }): string {
+  const where = d.kind === 'direct' ? `direct, bypassing ${d.via}` : d.via ? `${d.kind} via ${d.via}` : d.kind === 'own' ? 'its own address' : d.kind;
+  return d.fallbackFrom ? `${where}, after ${d.fallbackFrom} failed` : where;
+}
+
 async function runOperator(device: string, body: Record<string, unknown>, opts: OperatorOpts): Promise<void> {
   const { status, json } = await callApi(opts.server, 'POST', `api/devices/${encodeURIComponent(device)}/commands`, {
     ...body,
@@ -154,7 +171,7 @@ async function runOperator(device: string, body: Record<string, unknown>, opts: 
         : `queued as ${json.id}\n`,
     );
   } else {
-    process.stdout.write(`${json.cmd} ${json.target}: ${statusText(json.status)}\n`);
+    process.stdout.write(`${json.cmd} ${json.target}: ${statusText(json.status)}${json.delivery ? `  [route: ${routeText(json.delivery)}]` : ''}\n`);
     if (json.statuses?.length > 1) {
       process.stdout.write(table(['#', 'cmd', 'target', 'status'], json.statuses.map((s: any) => [s.path.join('.') || '-', s.cmd, s.target, statusText(s.status)])) + '\n');
     }
@@ -212,9 +229,10 @@ program
       c.target,
       c.state,
       c.state === 'done' ? statusText(c.status) : '',
+      c.delivery ? routeText(c.delivery) : '',
       (c.results ?? []).map((r: any) => r.data).join(' | ').slice(0, 60),
     ]);
-    process.stdout.write(rows.length ? table(['id', 'cmd', 'target', 'state', 'status', 'data'], rows) + '\n' : 'no commands\n');
+    process.stdout.write(rows.length ? table(['id', 'cmd', 'target', 'state', 'status', 'route', 'data'], rows) + '\n' : 'no commands\n');
   });
 
 program
@@ -228,8 +246,133 @@ program
       process.stdout.write(JSON.stringify(json, null, 2) + '\n');
       return;
     }
-    const rows = json.devices.map((d: any) => [d.deviceId, d.devInfo?.Mod, d.via ? `${d.via} (${d.mode ?? '?'})` : 'direct', d.sessions, d.pending, d.lastSessionAt]);
+    const rows = json.devices.map((d: any) => [d.deviceId, d.devInfo?.Mod, d.delivery ? routeText(d.delivery) : d.via ? `${d.via} (${d.mode ?? '?'})` : 'direct', d.sessions, d.pending, d.lastSessionAt]);
     process.stdout.write(table(['device', 'model', 'route', 'sessions', 'pending', 'last session'], rows) + '\n');
+  });
+
+logOptions(
+  program
+    .command('up [topology]')
+    .description('start a whole topology in this process: the DM server, every gateway, simulated peers and devices (default: the demo building)')
+    .option('-d, --data <dir>', 'data directory; started again on the same one it resumes (default: a temporary directory)')
+    .option('-l, --listen <host:port>', "overrides the embedded server's listen address")
+    .option('--visualizer <host:port>', 'where the live state visualizer listens', '127.0.0.1:0')
+    .option('--no-visualizer', 'do not start the live state visualizer')
+    .option('-w, --watch', 'reload the topology when the file changes (only changed gateways restart)')
+    .option('--json', 'print the URLs and a summary as JSON'),
+)
+  .addHelpText(
+    'after',
+    `
+Examples:
+  $ gwmo up                                         # the demo building (topologies/building.yaml)
+  $ gwmo up topologies/building.yaml --data .data/building --watch   # edit the file: changed gateways restart
+  $ gwmo up my-site.yaml --listen 127.0.0.1:9000 --json`,
+  )
+  .action(async (file: string | undefined, opts: { data?: string; listen?: string; visualizer: string | false; watch?: boolean; json?: boolean; logLevel: 'debug' | 'info' | 'warn' | 'error'; logJson?: boolean }) => {
+    void waitForSignal();
+    await runUp(file, { ...opts, waitForSignal });
+  });
+
+program
+  .command('inventory <gateway>')
+  .description("a gateway's device inventory: devices and child gateways with mode, protocol and status")
+  .option('-s, --server <url>', 'server API base URL (or GWMO_SERVER)', DEFAULT_SERVER)
+  .option('--json', 'print JSON for scripts')
+  .addHelpText('after', '\nExamples:\n  $ gwmo inventory gw-building\n  $ gwmo inventory gw-floor2 --json')
+  .action((gateway: string, opts: { server: string; json?: boolean }) => runInventory(gateway, opts));
+
+const collect = (v: string, prev: string[]): string[] => [...prev, v];
+program
+  .command('fanout <gateway>')
+  .description("run DM commands on every member of a group of the gateway's subtree: live progress, one result table")
+  .option('-s, --server <url>', 'server API base URL (or GWMO_SERVER)', DEFAULT_SERVER)
+  .option('-g, --group <id>', 'a group of ./GwMO/Groups on the gateway (* = every device below it)')
+  .option('--devices <ids>', 'comma-separated DeviceIDs instead of a group')
+  .option('-c, --cmd <command>', 'a command per member, e.g. "Get ./DevInfo/Mod" or "Replace ./Point/Value on" (repeatable; run in order)', collect, [])
+  .option('--name <job>', 'job name under ./GwMO/Fanout (default: cli-<time>)')
+  .option('--timeout <seconds>', 'per-member timeout (Policy/Timeout)', (v) => Number(v))
+  .option('--concurrency <n>', 'members in flight at once (Policy/MaxConcurrency)', (v) => Number(v))
+  .option('--wait <seconds>', 'how long to follow the job', (v) => Number(v), 600)
+  .option('--keep', 'keep the job on the gateway afterwards (it is deleted by default)')
+  .option('--json', 'print JSON for scripts')
+  .addHelpText(
+    'after',
+    `
+Examples:
+  $ gwmo fanout gw-building --group all-lights --cmd "Replace ./Point/Value on"
+  $ gwmo fanout gw-building --group everything --cmd "Get ./DevInfo/Mod" --cmd "Get ./DevDetail/FwV" --json
+  $ gwmo fanout gw-floor2 --devices urn:dev:sim:r201-light,urn:dev:sim:r202-light --cmd "Exec ./Diag/Run"`,
+  )
+  .action((gateway: string, opts: Parameters<typeof runFanout>[1]) => runFanout(gateway, opts));
+
+program
+  .command('groups <gateway>')
+  .description("a gateway's groups: size, members (gw/sub = a group on a child gateway) and filter")
+  .option('-s, --server <url>', 'server API base URL (or GWMO_SERVER)', DEFAULT_SERVER)
+  .option('--json', 'print JSON for scripts')
+  .addHelpText('after', '\nExample:\n  $ gwmo groups gw-building')
+  .action((gateway: string, opts: { server: string; json?: boolean }) => runGroups(gateway, opts));
+const groupCmd = program.command('group').description('create, replace or delete a group on a gateway');
+groupCmd
+  .command('set <gateway> <id>')
+  .description('create a group, or replace its definition')
+  .option('-s, --server <url>', 'server API base URL (or GWMO_SERVER)', DEFAULT_SERVER)
+  .option('-m, --members <ids>', 'comma-separated DeviceIDs; gw-floor2/lights = group lights on child gateway gw-floor2')
+  .option('-f, --filter <query>', 'inventory filter, e.g. "Protocol=KNX" or "Mod=sim-light"')
+  .option('-d, --description <text>', 'a description')
+  .option('--json', 'print JSON for scripts')
+  .addHelpText('after', '\nExamples:\n  $ gwmo group set gw-floor1 knx --filter Protocol=KNX\n  $ gwmo group set gw-building upper --members gw-floor2,gw-floor3/lights')
+  .action((gateway: string, id: string, opts: { server: string; members?: string; filter?: string; description?: string; json?: boolean }) => runGroupSet(gateway, id, opts));
+groupCmd
+  .command('delete <gateway> <id>')
+  .description('delete a group')
+  .option('-s, --server <url>', 'server API base URL (or GWMO_SERVER)', DEFAULT_SERVER)
+  .addHelpText('after', '\nExample:\n  $ gwmo group delete gw-floor1 knx')
+  .action((gateway: string, id: string, opts: { server: string }) => runGroupDelete(gateway, id, opts));
+program
+  .command('image')
+  .description('images stored on gateways (GwMO-DCIS)')
+  .command('put <gateway> <name> <source>')
+  .description('store a file (served to the gateway from here, with a progress bar) or a URL (fetched by the gateway) as an image')
+  .option('-s, --server <url>', 'server API base URL (or GWMO_SERVER)', DEFAULT_SERVER)
+  .option('--image-version <v>', 'the image version (its Version leaf)')
+  .option('--kind <kind>', 'firmware, software or config')
+  .option('--wait <seconds>', 'how long to wait for the gateway to store it', (v) => Number(v), 300)
+  .option('--json', 'print JSON for scripts')
+  .addHelpText(
+    'after',
+    `
+Examples:
+  $ gwmo image put gw-building fw-2.1 ./build/fw-2.1.bin --image-version 2.1.0 --kind firmware
+  $ gwmo image put gw-building cfg-lobby https://files.example/cfg/lobby.json --kind config
+  # then distribute it: every device downloads from its own gateway
+  $ gwmo fanout gw-building --group everything --cmd 'Replace ./FwUpdate/PkgURL \${ImageURL:fw-2.1}' --cmd 'Exec ./FwUpdate/DownloadAndUpdate'`,
+  )
+  .action((gateway: string, name: string, source: string, opts: { server: string; imageVersion?: string; kind?: string; json?: boolean; wait: number }) =>
+    runImagePut(gateway, name, source, { ...opts, ...(opts.imageVersion ? { version: opts.imageVersion } : {}) }),
+  );
+
+const topologyCmd = program.command('topology').description('check topology files and print their JSON Schema');
+topologyCmd
+  .command('check <file>')
+  .description('validate a topology file (errors name the file, line and field)')
+  .option('--json', 'print the validated topology (defaults applied) as JSON')
+  .addHelpText('after', '\nExample:\n  $ gwmo topology check topologies/building.yaml')
+  .action(async (file: string, opts: { json?: boolean }) => {
+    const t = await loadTopology(file);
+    if (opts.json) process.stdout.write(JSON.stringify(t, null, 2) + '\n');
+    else {
+      const count = (gws: typeof t.gateways): number => gws.reduce((n, g) => n + 1 + count(g.gateways), 0);
+      process.stdout.write(`${file}: valid (${count(t.gateways)} gateways)\n`);
+    }
+  });
+topologyCmd
+  .command('schema')
+  .description('print the JSON Schema of topology files (for editor completion)')
+  .addHelpText('after', '\nExample:\n  $ gwmo topology schema > topologies/topology.schema.json')
+  .action(() => {
+    process.stdout.write(JSON.stringify(topologyJsonSchema(), null, 2) + '\n');
   });
 
 program
@@ -239,8 +382,15 @@ program
   .option('--keep', 'keep running after the demo (Ctrl-C to stop) so you can try the CLI against it')
   .option('-l, --listen <host:port>', 'where the demo server listens', '127.0.0.1:0')
   .action(async (opts: { json?: boolean; keep?: boolean; listen: string }) => {
+    if (opts.keep) void waitForSignal();
     await runDemo({ json: !!opts.json, keep: !!opts.keep, listen: opts.listen, waitForSignal });
   });
+
+// Output piped into `head` and the like: a closed pipe ends the command quietly, as in Unix tools.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
 
 try {
   await program.parseAsync(process.argv);

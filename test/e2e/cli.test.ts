@@ -45,12 +45,12 @@ function startProcess(args: string[], ready: RegExp): Promise<{ proc: ChildProce
 describe('gwmo --help', () => {
   it('lists the commands with examples', async () => {
     const { stdout } = await gwmo(['--help']);
-    for (const c of ['server', 'device', 'get', 'replace', 'add', 'delete', 'exec', 'copy', 'results', 'devices', 'demo']) expect(stdout).toContain(c);
+    for (const c of ['server', 'device', 'get', 'replace', 'add', 'delete', 'exec', 'copy', 'results', 'devices', 'demo', 'up', 'inventory', 'fanout', 'groups', 'group', 'image', 'topology']) expect(stdout).toContain(c);
     expect(stdout).toContain('Examples:');
   });
   it('has help with an example on every subcommand', async () => {
-    for (const c of ['server', 'device', 'get', 'replace', 'results']) {
-      const { stdout } = await gwmo([c, '--help']);
+    for (const c of [['server'], ['device'], ['get'], ['replace'], ['results'], ['up'], ['inventory'], ['fanout'], ['groups'], ['group', 'set'], ['group', 'delete'], ['image', 'put'], ['topology', 'check'], ['topology', 'schema']]) {
+      const { stdout } = await gwmo([...c, '--help']);
       expect(stdout).toContain('Example');
       expect(stdout).toContain('Usage: gwmo');
     }
@@ -145,13 +145,13 @@ describe('server, device and operator commands as processes', () => {
     expect(get.status).toBe(200);
     expect(get.results[0].data).toBe('hall');
     const rep = await gwmo(['replace', 'IMEI:42', './Vendor/Name', 'lobby', '--server', api]);
-    expect(rep.stdout).toContain('Replace ./Vendor/Name: 200 OK');
+    expect(rep.stdout).toContain('Replace ./Vendor/Name: 200 OK  [route: its own address]');
     const again = await gwmo(['get', 'IMEI:42', './Vendor/Name', '--server', api]);
     expect(again.stdout).toContain('./Vendor/Name = lobby');
     const results = JSON.parse((await gwmo(['results', 'IMEI:42', '--json', '--server', api])).stdout);
     expect(results.commands.map((c: { cmd: string; status: number }) => `${c.cmd}:${c.status}`)).toEqual(['Get:200', 'Replace:200', 'Get:200']);
     const table = (await gwmo(['results', 'IMEI:42', '--server', api])).stdout;
-    expect(table).toMatch(/Replace\s+\.\/Vendor\/Name\s+done\s+200 OK/);
+    expect(table).toMatch(/Replace\s+\.\/Vendor\/Name\s+done\s+200 OK\s+its own address/);
   });
 
   it('exits 1 and prints the DM status when the device refuses', async () => {

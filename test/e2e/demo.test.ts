@@ -1,4 +1,4 @@
-/** The main job (`npm start` = `gwmo demo`) runs from a fresh state and every step gives the expected DM status. */
+/** `gwmo demo`: a scripted management session (the main job before `gwmo up`) runs from a fresh state and every step gives the expected DM status. */
 import { describe, expect, it } from 'vitest';
 import { gwmo } from '../support/processes.ts';
 

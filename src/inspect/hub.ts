@@ -1,0 +1,736 @@
+/**
+ * The live model behind the visualizer: an xstate inspection observer that keeps, for every machine
+ * actor of the runtime, who it is (ids, machine, place in the route tree), its machine definition as
+ * a serialisable graph, and — computed only when a client asks — its current state and a scalar
+ * summary of its context, plus a bounded ring of recent events.
+ *
+ * Cost model (the runtime may run thousands of actors): an inspection event costs a map lookup, a
+ * counter bump and, for `@xstate.event`, one small record in a preallocated ring. Snapshots are never
+ * copied: the hub keeps the actor ref and reads `getSnapshot()` when a view is built, and caches the
+ * view until the actor changes. Machine graphs are built once per machine (shared by all actors of
+ * it). Finished actors keep their last view but drop their ref, and only the newest `keepFinished`
+ * of them are kept, so memory stays bounded however many sessions and jobs come and go.
+ */
+import type { InspectionEvent } from 'xstate';
+
+/** The parts of an xstate actor ref the hub reads (`systemId`, `logic` and `_parent` are public fields of xstate's Actor but not of its ref types). */
+interface Ref {
+  id: string;
+  sessionId: string;
+  systemId?: string;
+  logic?: unknown;
+  _parent?: Ref;
+  getSnapshot(): unknown;
+}
+/** Anything the runtime may hand to `label`: an actor or actor ref. */
+export type ActorLike = { sessionId: string; id: string };
+
+/** What an actor is, for the page's tree and filters. */
+export type ActorKind = 'server' | 'gateway' | 'association' | 'session' | 'fanout' | 'other';
+
+/** Labels the runtime (or a caller) can give an actor; the hub derives them from ids otherwise. */
+export interface ActorLabels {
+  gateway?: string;
+  device?: string;
+  kind?: Exclude<ActorKind, 'other'>;
+}
+
+/** A scalar, the only kind of value the hub ever copies out of contexts and events. */
+export type Scalar = string | number | boolean | null;
+
+/** One transition of a machine graph. */
+export interface TransitionView {
+  /** Index in `MachineGraph.transitions` (stable: the page highlights taken transitions by it). */
+  index: number;
+  /** Id of the state node the transition is defined on. */
+  source: string;
+  /** The event type as xstate names it (`''` for `always`). */
+  event: string;
+  /** A readable label: `after idleTimeout`, `done: handleMessage`, `always`, or the event type. */
+  label: string;
+  /** Target state node ids (empty: a targetless transition, which only runs actions). */
+  targets: string[];
+  guard?: string;
+}
+
+/** One state node of a machine graph (nested). */
+export interface StateNodeView {
+  id: string;
+  key: string;
+  type: 'atomic' | 'compound' | 'parallel' | 'final' | 'history';
+  /** Ids of the initial child states (compound states only). */
+  initial?: string[];
+  states: StateNodeView[];
+}
+
+/** A machine definition as a serialisable graph. */
+export interface MachineGraph {
+  /** The machine's id (`gateway`, `association`, ...); also the key of the graph in the model. */
+  id: string;
+  root: StateNodeView;
+  transitions: TransitionView[];
+}
+
+/** What the page knows of one actor. */
+export interface ActorView {
+  /** The hub's key of the actor: its xstate sessionId (unique in the process). */
+  key: string;
+  /** The actor's own id (xstate `id`: a DeviceID for associations, a session key for sessions). */
+  actorId: string;
+  systemId?: string;
+  machine: string;
+  kind: ActorKind;
+  /** A short human name for the tree. */
+  name: string;
+  gateway?: string;
+  device?: string;
+  /** Key of the actor it is drawn under in the route tree (undefined: a top-level actor). */
+  parent?: string;
+  /** Route from the top, e.g. `['server', 'gw-a', 'gw-b', 'dev-1']`: what the filters match. */
+  route: string[];
+  status: 'active' | 'done' | 'stopped' | 'error';
+  /** The state value as xstate gives it (a string or a nested object of strings). */
+  value: unknown;
+  /** Ids of the active state nodes (what the graph highlights). */
+  active: string[];
+  /** Indices of the transitions taken by the last macrostep. */
+  taken: number[];
+  context: Record<string, Scalar>;
+  /** Events received so far. */
+  events: number;
+  /** The hub's version at which this view last changed. */
+  version: number;
+}
+
+/** One entry of the event log. */
+export interface EventView {
+  seq: number;
+  /** Milliseconds since the epoch. */
+  t: number;
+  /** Key of the receiving actor. */
+  actor: string;
+  /** Key of the sending actor, if another actor sent it. */
+  source?: string;
+  type: string;
+  /** Scalar fields of the event (secrets never included). */
+  fields?: Record<string, Scalar>;
+}
+
+/** The whole model, as a new client receives it. */
+export interface ModelSnapshot {
+  version: number;
+  actors: ActorView[];
+  machines: Record<string, MachineGraph>;
+  events: EventView[];
+}
+
+/** What changed after a given version, as a client receives it every batch. */
+export interface ModelDelta {
+  from: number;
+  version: number;
+  actors: ActorView[];
+  removed: string[];
+  /** Graphs of machines first seen in this delta. */
+  machines: Record<string, MachineGraph>;
+  events: EventView[];
+}
+
+/** Limits of the hub. */
+export interface HubOptions {
+  /** Event ring size (default 2,000). */
+  maxEvents?: number;
+  /** Finished actors kept for display (default 300); older ones are forgotten. */
+  keepFinished?: number;
+  /** Removals remembered for deltas (default 10,000); a client further behind gets a full snapshot. */
+  maxRemovals?: number;
+}
+
+/** Context and event keys whose values are never copied out (credentials, nonces, digests). */
+const SECRET_KEY = /secret|passw|nonce|token|cred|digest|hmac|auth|signature|private/i;
+const MAX_STRING = 80;
+const MAX_FIELDS = 12;
+
+interface ActorRecord {
+  key: string;
+  /** Dropped when the actor finishes (its last view is kept instead). */
+  ref: Ref | undefined;
+  machine: string;
+  /** The machine's graph index of transitions, for mapping `_transitions` of microsteps. */
+  graph: GraphIndex;
+  labels: ActorLabels;
+  status: ActorView['status'];
+  events: number;
+  taken: number[];
+  /** Bumped on every change; the cached view is valid while `viewVersion === version`. */
+  version: number;
+  view: ActorView | undefined;
+  viewVersion: number;
+  /** Key of the actor this one is drawn under (see `resolveParent`). */
+  parent: string | undefined;
+  /** The parent was a fallback guess (or not looked for yet): re-resolve it on every read until a real one is found. */
+  provisional: boolean;
+  /** `InspectionHub.structure` when the parent was last looked for (no new actor since: no new answer). */
+  resolvedAt: number;
+  /** Devices seen in the sessions of a server actor (to find a gateway's server). */
+  seenDevices?: Set<string>;
+}
+
+interface GraphIndex {
+  graph: MachineGraph;
+  byTransition: WeakMap<object, number>;
+}
+
+/** Structural view of xstate's StateNode that the graph builder reads. */
+interface StateNodeLike {
+  id: string;
+  key: string;
+  type: StateNodeView['type'];
+  states: Record<string, StateNodeLike>;
+  transitions: Map<string, TransitionLike[]>;
+  always?: TransitionLike[];
+  initial?: { target?: StateNodeLike[] };
+  invoke?: { id: string; src: unknown }[];
+}
+interface TransitionLike {
+  eventType: string;
+  target?: StateNodeLike[];
+  guard?: unknown;
+}
+
+/** Machines are told apart from other logic (promises, callbacks) by their state-node tree. */
+function machineRoot(logic: unknown): StateNodeLike | undefined {
+  const l = logic as { root?: StateNodeLike; id?: unknown; transition?: unknown } | undefined;
+  return l && typeof l === 'object' && l.root && typeof l.id === 'string' && typeof l.transition === 'function' ? l.root : undefined;
+}
+
+function guardName(g: unknown): string | undefined {
+  if (!g) return undefined;
+  if (typeof g === 'string') return g;
+  if (typeof g === 'function') return g.name && g.name !== 'guard' ? g.name : 'guard';
+  const t = (g as { type?: unknown }).type;
+  return typeof t === 'string' ? t : 'guard';
+}
+
+function eventLabel(event: string, node: StateNodeLike): string {
+  if (event === '') return 'always';
+  if (event.startsWith('xstate.after.')) return `after ${event.slice('xstate.after.'.length).split('.')[0]}`;
+  for (const [prefix, word] of [['xstate.done.actor.', 'done'], ['xstate.error.actor.', 'error']] as const) {
+    if (event.startsWith(prefix)) {
+      const id = event.slice(prefix.length);
+      const src = node.invoke?.find((i) => i.id === id)?.src;
+      return `${word}: ${typeof src === 'string' ? src : id}`;
+    }
+  }
+  if (event.startsWith('xstate.done.state.')) return 'done';
+  return event;
+}
+
+/** Builds the serialisable graph of a machine (once per machine). */
+export function machineGraph(logic: unknown): MachineGraph | undefined {
+  return graphIndex(logic)?.graph;
+}
+
+const graphCache = new WeakMap<object, GraphIndex>();
+function graphIndex(logic: unknown): GraphIndex | undefined {
+  const root = machineRoot(logic);
+  if (!root) return undefined;
+  const cached = graphCache.get(logic as object);
+  if (cached) return cached;
+  const transitions: TransitionView[] = [];
+  const byTransition = new WeakMap<object, number>();
+  const walk = (node: StateNodeLike): StateNodeView => {
+    const add = (t: TransitionLike): void => {
+      const index = transitions.length;
+      const guard = guardName(t.guard);
+      transitions.push({ index, source: node.id, event: t.eventType, label: eventLabel(t.eventType, node), targets: (t.target ?? []).map((s) => s.id), ...(guard ? { guard } : {}) });
+      byTransition.set(t, index);
+    };
+    for (const list of node.transitions.values()) list.forEach(add);
+    node.always?.forEach(add);
+    const children = Object.values(node.states ?? {});
+    const initial = node.type === 'compound' ? node.initial?.target?.map((s) => s.id) : undefined;
+    return { id: node.id, key: node.key, type: node.type, ...(initial?.length ? { initial } : {}), states: children.map(walk) };
+  };
+  const graph: MachineGraph = { id: (logic as { id: string }).id, root: walk(root), transitions };
+  const index = { graph, byTransition };
+  graphCache.set(logic as object, index);
+  return index;
+}
+
+/** Copies the scalar fields of an object (one level, plus one nested plain object), never secrets. */
+function scalars(obj: unknown, skip: string | undefined, nested: boolean): Record<string, Scalar> {
+  const out: Record<string, Scalar> = {};
+  if (!obj || typeof obj !== 'object') return out;
+  let n = 0;
+  for (const k of Object.keys(obj)) {
+    if (n >= MAX_FIELDS) break;
+    if (k === skip || SECRET_KEY.test(k)) continue;
+    const v = (obj as Record<string, unknown>)[k];
+    if (v === null || typeof v === 'number' || typeof v === 'boolean') out[k] = v;
+    else if (typeof v === 'string') out[k] = v.length > MAX_STRING ? `${v.slice(0, MAX_STRING)}…` : v;
+    else if (v instanceof Map || v instanceof Set) out[k] = `${v instanceof Map ? 'Map' : 'Set'}(${v.size})`;
+    else if (Array.isArray(v)) out[k] = `[${v.length}]`;
+    else if (nested && v && typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) {
+      for (const [k2, v2] of Object.entries(scalars(v, undefined, false))) {
+        if (n >= MAX_FIELDS) break;
+        out[`${k}.${k2}`] = v2;
+        n++;
+      }
+      continue;
+    } else continue;
+    n++;
+  }
+  return out;
+}
+
+/** Active state node ids from a machine snapshot (xstate keeps them in `_nodes`; the value is the fallback). */
+function activeIds(snapshot: unknown, machineId: string): string[] {
+  const s = snapshot as { _nodes?: { id: string; type: string }[]; value?: unknown } | undefined;
+  if (!s) return [];
+  if (Array.isArray(s._nodes)) return s._nodes.filter((n) => n.id !== machineId).map((n) => n.id);
+  const out: string[] = [];
+  const walk = (v: unknown, prefix: string): void => {
+    if (typeof v === 'string') out.push(`${prefix}.${v}`);
+    else if (v && typeof v === 'object') for (const [k, sub] of Object.entries(v)) (out.push(`${prefix}.${k}`), walk(sub, `${prefix}.${k}`));
+  };
+  walk(s.value, machineId);
+  return out;
+}
+
+/** The live model of the runtime's actors, fed by xstate's `inspect` option. */
+export class InspectionHub {
+  /** Pass as `{ inspect: hub.observer }`; never throws into the runtime. */
+  readonly observer: (event: InspectionEvent) => void;
+  private readonly byRef = new WeakMap<Ref, ActorRecord>();
+  private readonly records = new Map<string, ActorRecord>();
+  /** Finished actors in the order they finished (eviction order). */
+  private readonly finished: string[] = [];
+  private readonly removals: { key: string; version: number }[] = [];
+  private readonly machines = new Map<string, { graph: MachineGraph; version: number }>();
+  /** Labels given before the actor existed, by actor id or system id. */
+  private readonly pendingLabels = new Map<string, ActorLabels>();
+  private readonly ring: (EventView | undefined)[];
+  private ringNext = 0;
+  private seq = 0;
+  private version = 0;
+  private readonly keepFinished: number;
+  private readonly maxRemovals: number;
+  private indexMemo: ParentIndex | undefined;
+  /** Bumped when an actor appears or is labelled; `resolvedAt` is its value at the last re-resolution. */
+  private structure = 0;
+  private resolvedAt = -1;
+  /** Errors swallowed to protect the runtime (visible in tests and on the page's status line). */
+  errors = 0;
+
+  constructor(opts: HubOptions = {}) {
+    this.ring = new Array<EventView | undefined>(opts.maxEvents ?? 2000).fill(undefined);
+    this.keepFinished = opts.keepFinished ?? 300;
+    this.maxRemovals = opts.maxRemovals ?? 10_000;
+    this.observer = (ev) => this.handle(ev, undefined);
+  }
+
+  /** An observer that also labels every actor it sees (e.g. `{ gateway: 'gw-a' }` for one gateway's actors). */
+  observerFor(labels: ActorLabels): (event: InspectionEvent) => void {
+    return (ev) => this.handle(ev, labels);
+  }
+
+  /** Labels an actor by ref, sessionId, actor id or system id (also actors created later with that id). */
+  label(actor: ActorLike | string, labels: ActorLabels): void {
+    try {
+      if (typeof actor !== 'string') {
+        const r = this.byRef.get(actor as Ref);
+        if (r) this.applyLabels(r, labels);
+        else this.pendingLabels.set(actor.sessionId, { ...this.pendingLabels.get(actor.sessionId), ...labels });
+        return;
+      }
+      const direct = this.records.get(actor);
+      if (direct) return this.applyLabels(direct, labels);
+      for (const r of this.records.values()) if (r.ref && (r.ref.id === actor || r.ref.systemId === actor)) this.applyLabels(r, labels);
+      this.pendingLabels.set(actor, { ...this.pendingLabels.get(actor), ...labels });
+    } catch {
+      this.errors++;
+    }
+  }
+
+  /** Number of actors in the model (live and kept finished ones). */
+  get size(): number {
+    return this.records.size;
+  }
+
+  /** The current version (bumped by every change). */
+  get currentVersion(): number {
+    return this.version;
+  }
+
+  /** The whole model: what a new client gets first. */
+  snapshot(): ModelSnapshot {
+    return this.withIndex(() => {
+      this.reresolve();
+      const machines: Record<string, MachineGraph> = {};
+      for (const [id, m] of this.machines) machines[id] = m.graph;
+      return { version: this.version, actors: [...this.records.values()].map((r) => this.view(r)), machines, events: this.eventsAfter(-1) };
+    });
+  }
+
+  /** What changed after `from` (a version from a snapshot or delta), or undefined if too far behind. */
+  delta(from: number, fromSeq: number): ModelDelta | undefined {
+    return this.withIndex(() => this.deltaNow(from, fromSeq));
+  }
+
+  private deltaNow(from: number, fromSeq: number): ModelDelta | undefined {
+    this.reresolve();
+    const oldestRemoval = this.removals[0];
+    if (oldestRemoval && this.removals.length >= this.maxRemovals && oldestRemoval.version > from) return undefined;
+    const actors: ActorView[] = [];
+    for (const r of this.records.values()) if (r.version > from) actors.push(this.view(r));
+    const removed = this.removals.filter((x) => x.version > from).map((x) => x.key);
+    const machines: Record<string, MachineGraph> = {};
+    for (const [id, m] of this.machines) if (m.version > from) machines[id] = m.graph;
+    return { from, version: this.version, actors, removed, machines, events: this.eventsAfter(fromSeq) };
+  }
+
+  /** The view of one actor by key (sessionId). */
+  actor(key: string): ActorView | undefined {
+    const r = this.records.get(key);
+    return r ? this.withIndex(() => this.view(r)) : undefined;
+  }
+
+  /** Runs `fn` with one parent index shared by every view it builds (building it is O(actors)). */
+  private withIndex<T>(fn: () => T): T {
+    this.indexMemo = undefined;
+    try {
+      return fn();
+    } finally {
+      this.indexMemo = undefined;
+    }
+  }
+
+  /** Events in the ring with a sequence number above `seq`, oldest first. */
+  eventsAfter(seq: number): EventView[] {
+    const out: EventView[] = [];
+    const n = this.ring.length;
+    for (let i = 0; i < n; i++) {
+      const e = this.ring[(this.ringNext + i) % n];
+      if (e && e.seq > seq) out.push(e);
+    }
+    return out;
+  }
+
+  /** The newest event sequence number (0: none yet). */
+  get lastSeq(): number {
+    return this.seq;
+  }
+
+  private handle(ev: InspectionEvent, labels: ActorLabels | undefined): void {
+    try {
+      switch (ev.type) {
+        case '@xstate.actor':
+          this.onActor(ev.actorRef as unknown as Ref, labels);
+          break;
+        case '@xstate.event': {
+          const r = this.byRef.get(ev.actorRef as unknown as Ref);
+          if (!r) return;
+          r.events++;
+          this.touch(r);
+          const src = ev.sourceRef ? this.byRef.get(ev.sourceRef as unknown as Ref) : undefined;
+          const type = typeof ev.event?.type === 'string' ? ev.event.type : '?';
+          const fields = scalars(ev.event, 'type', true);
+          if (type === 'session.open' && r.machine === 'dmServer') this.noteSession(r, fields['input.key']);
+          this.push({ seq: ++this.seq, t: Date.now(), actor: r.key, type, ...(src ? { source: src.key } : {}), ...(Object.keys(fields).length ? { fields } : {}) });
+          break;
+        }
+        case '@xstate.microstep': {
+          const r = this.byRef.get(ev.actorRef as unknown as Ref);
+          if (!r) return;
+          const ts = (ev as { _transitions?: object[] })._transitions;
+          if (ts?.length) {
+            const taken: number[] = [];
+            for (const t of ts) {
+              const i = r.graph.byTransition.get(t);
+              if (i !== undefined) taken.push(i);
+            }
+            if (taken.length) r.taken = taken;
+          }
+          this.touch(r);
+          break;
+        }
+        case '@xstate.snapshot': {
+          const r = this.byRef.get(ev.actorRef as unknown as Ref);
+          if (!r) return;
+          const status = (ev.snapshot as { status?: string }).status;
+          this.touch(r);
+          if (status && status !== 'active') this.finish(r, status as ActorView['status']);
+          break;
+        }
+        default:
+          break;
+      }
+    } catch {
+      // The visualizer must never break the runtime: a malformed event is counted and dropped.
+      this.errors++;
+    }
+  }
+
+  private onActor(ref: Ref, labels: ActorLabels | undefined): void {
+    const logic = (ref as { logic?: unknown }).logic;
+    const graph = graphIndex(logic);
+    // Promise and callback actors (a session's message handler, an HTTP exchange) are short-lived
+    // plumbing: their outcome shows as the done/error event of the machine that invoked them.
+    if (!graph) return;
+    const key = ref.sessionId;
+    const old = this.records.get(key);
+    if (old) this.forget(old);
+    const r: ActorRecord = {
+      key,
+      ref,
+      machine: graph.graph.id,
+      graph,
+      labels: { ...labels, ...this.pendingLabels.get(key) },
+      status: 'active',
+      events: 0,
+      taken: [],
+      version: 0,
+      view: undefined,
+      viewVersion: -1,
+      parent: undefined,
+      provisional: true,
+      resolvedAt: -1,
+    };
+    // Actors of one machine id may come from different definitions (tests build their own):
+    // the first one seen names the graph, which is what the page draws.
+    if (!this.machines.has(r.machine)) this.machines.set(r.machine, { graph: graph.graph, version: ++this.version });
+    this.records.set(key, r);
+    this.byRef.set(ref, r);
+    this.structure++;
+    this.touch(r);
+    // The actor's id is known now; its systemId only after construction, so label() by systemId
+    // also re-checks live records.
+    const byId = this.pendingLabels.get(ref.id);
+    if (byId) r.labels = { ...r.labels, ...byId };
+  }
+
+  private applyLabels(r: ActorRecord, labels: ActorLabels): void {
+    r.labels = { ...r.labels, ...labels };
+    r.provisional = true;
+    this.structure++;
+    this.touch(r);
+  }
+
+  private noteSession(server: ActorRecord, key: Scalar | undefined): void {
+    if (typeof key !== 'string') return;
+    (server.seenDevices ??= new Set()).add(key.split('|')[0]!);
+  }
+
+  private touch(r: ActorRecord): void {
+    r.version = ++this.version;
+  }
+
+  private push(e: EventView): void {
+    this.ring[this.ringNext] = e;
+    this.ringNext = (this.ringNext + 1) % this.ring.length;
+  }
+
+  private finish(r: ActorRecord, status: ActorView['status']): void {
+    if (r.status !== 'active') return;
+    r.status = status;
+    this.touch(r);
+    // Freeze the last view and let go of the actor (its context may hold sessions, sockets, buffers).
+    this.withIndex(() => this.view(r));
+    r.ref = undefined;
+    this.finished.push(r.key);
+    while (this.finished.length > this.keepFinished) {
+      const old = this.records.get(this.finished.shift()!);
+      if (old && old.status !== 'active') this.forget(old);
+    }
+  }
+
+  private forget(r: ActorRecord): void {
+    this.records.delete(r.key);
+    this.removals.push({ key: r.key, version: ++this.version });
+    if (this.removals.length > this.maxRemovals) this.removals.splice(0, this.removals.length - this.maxRemovals);
+  }
+
+  /** Actors whose parent was a guess get another try (the real parent may have appeared since). */
+  private reresolve(): void {
+    // A guessed parent can only improve when an actor appears or is labelled.
+    if (this.resolvedAt === this.structure) return;
+    this.resolvedAt = this.structure;
+    for (const r of this.records.values()) {
+      if (!r.provisional || !r.ref) continue;
+      const { parent, provisional } = this.resolveParent(r);
+      r.provisional = provisional;
+      if (parent !== r.parent || !r.view) {
+        r.parent = parent;
+        this.touch(r);
+      }
+    }
+  }
+
+  private view(r: ActorRecord): ActorView {
+    if (r.view && r.viewVersion === r.version) return r.view;
+    if (!r.ref) return r.view!;
+    const snap = r.ref.getSnapshot() as { value?: unknown; context?: unknown; status?: string } | undefined;
+    const ctx = snap?.context;
+    const derived = this.derive(r, ctx);
+    // A parent once found does not change (an actor does not move between gateways).
+    if (r.provisional && r.resolvedAt !== this.structure) {
+      r.resolvedAt = this.structure;
+      const found = this.resolveParent(r);
+      r.parent = found.parent;
+      r.provisional = found.provisional;
+    }
+    const parent = r.parent;
+    const parentView = parent ? this.records.get(parent) : undefined;
+    const parentRoute = parentView && parentView !== r ? (parentView.view?.route ?? this.view(parentView).route) : [];
+    const v: ActorView = {
+      key: r.key,
+      actorId: r.ref.id,
+      ...(r.ref.systemId ? { systemId: r.ref.systemId } : {}),
+      machine: r.machine,
+      kind: derived.kind,
+      name: derived.name,
+      ...(derived.gateway ? { gateway: derived.gateway } : {}),
+      ...(derived.device ? { device: derived.device } : {}),
+      ...(parent ? { parent } : {}),
+      route: derived.segment && parentRoute.at(-1) !== derived.segment ? [...parentRoute, derived.segment] : parentRoute.length ? parentRoute : [derived.segment ?? derived.name],
+      status: r.status,
+      value: snap?.value,
+      active: activeIds(snap, r.machine),
+      taken: r.taken,
+      context: scalars(ctx, undefined, false),
+      events: r.events,
+      version: r.version,
+    };
+    r.view = v;
+    r.viewVersion = r.version;
+    return v;
+  }
+
+  /** Kind, labels and name from the machine id and context, unless labels were given. */
+  private derive(r: ActorRecord, ctx: unknown): { kind: ActorKind; name: string; gateway?: string; device?: string; segment?: string } {
+    const c = (ctx ?? {}) as Record<string, unknown>;
+    const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+    const L = r.labels;
+    const id = r.ref?.id ?? r.key;
+    switch (r.machine) {
+      case 'dmServer':
+        return L.gateway
+          ? { kind: 'server', name: `south server of ${L.gateway}`, gateway: L.gateway }
+          : { kind: L.kind ?? 'server', name: 'DM server', segment: 'server' };
+      case 'dmSession': {
+        const key = str(c.key) ?? id;
+        const [device, sid] = key.split('|');
+        return { kind: 'session', name: `session ${sid ?? key} of ${device}`, device: L.device ?? device, ...(L.gateway ? { gateway: L.gateway } : {}) };
+      }
+      case 'dmClientSession':
+        return { kind: 'session', name: `client session ${id}`, ...(L.gateway ? { gateway: L.gateway } : {}), ...(L.device ? { device: L.device } : {}) };
+      case 'gateway': {
+        const g = str(c.gatewayId) ?? L.gateway ?? id;
+        return { kind: 'gateway', name: `gateway ${g}`, gateway: g, segment: g };
+      }
+      case 'association': {
+        const d = str(c.deviceId) ?? L.device ?? id;
+        const mode = str(c.mode);
+        return { kind: 'association', name: `${c.gateway === true ? 'child gateway ' : ''}${d}${mode ? ` (${mode})` : ''}`, device: d, segment: d, ...(L.gateway ? { gateway: L.gateway } : {}) };
+      }
+      case 'fanout':
+        return { kind: 'fanout', name: `fanout job ${str(c.name) ?? id}`, ...(L.gateway ? { gateway: L.gateway } : {}) };
+      default:
+        return { kind: L.kind ?? 'other', name: `${r.machine} ${id}`, ...(L.gateway ? { gateway: L.gateway } : {}), ...(L.device ? { device: L.device } : {}) };
+    }
+  }
+
+  private parentIndex(): ParentIndex {
+    return (this.indexMemo ??= this.buildParentIndex());
+  }
+
+  private buildParentIndex(): ParentIndex {
+    const index: ParentIndex = { associationOwner: new Map(), gateways: new Map(), associationsByDevice: new Map(), servers: [] };
+    for (const r of this.records.values()) {
+      if (r.status !== 'active' || !r.ref) continue;
+      const ctx = (r.ref.getSnapshot() as { context?: Record<string, unknown> } | undefined)?.context;
+      if (r.machine === 'gateway' && ctx) {
+        const gid = typeof ctx.gatewayId === 'string' ? ctx.gatewayId : undefined;
+        if (gid) index.gateways.set(gid, r.key);
+        // The gateway keeps its association actors in a Map in its context (they are root actors,
+        // not xstate children), which is the authoritative link from an association to its gateway.
+        if (ctx.associations instanceof Map) {
+          for (const a of ctx.associations.values()) {
+            const ar = this.byRef.get(a as Ref);
+            if (ar) index.associationOwner.set(ar.key, r.key);
+          }
+        }
+      } else if (r.machine === 'association' && ctx && typeof ctx.deviceId === 'string') {
+        const list = index.associationsByDevice.get(ctx.deviceId) ?? [];
+        list.push({ key: r.key, gateway: ctx.gateway === true });
+        index.associationsByDevice.set(ctx.deviceId, list);
+      } else if (r.machine === 'dmServer') index.servers.push(r);
+    }
+    return index;
+  }
+
+  /** Where an actor is drawn in the route tree; `provisional` while the answer is a fallback. */
+  private resolveParent(r: ActorRecord): { parent: string | undefined; provisional: boolean } {
+    const ref = r.ref;
+    if (!ref) return { parent: r.parent, provisional: false };
+    const idx = (): ParentIndex => this.parentIndex();
+    const ctx = (ref.getSnapshot() as { context?: Record<string, unknown> } | undefined)?.context ?? {};
+    const L = r.labels;
+    const gatewayKey = (g: string | undefined): string | undefined => (g ? idx().gateways.get(g) : undefined);
+    const topServer = (): string | undefined => idx().servers.find((s) => !s.labels.gateway)?.key;
+    switch (r.machine) {
+      case 'association': {
+        const owner = idx().associationOwner.get(r.key) ?? gatewayKey(L.gateway);
+        return { parent: owner, provisional: !owner };
+      }
+      case 'gateway': {
+        const gid = typeof ctx.gatewayId === 'string' ? ctx.gatewayId : L.gateway;
+        // A child gateway is a device of its parent: drawn under its association there.
+        const assoc = gid ? idx().associationsByDevice.get(gid)?.find((a) => a.gateway) : undefined;
+        if (assoc) return { parent: assoc.key, provisional: false };
+        const server = idx().servers.find((s) => !s.labels.gateway && gid && s.seenDevices?.has(gid));
+        if (server) return { parent: server.key, provisional: false };
+        return { parent: topServer(), provisional: true };
+      }
+      case 'dmServer': {
+        if (!L.gateway) return { parent: undefined, provisional: false };
+        const g = gatewayKey(L.gateway);
+        return { parent: g, provisional: !g };
+      }
+      case 'dmSession': {
+        const xparent = (ref as { _parent?: Ref })._parent;
+        const server = xparent ? this.byRef.get(xparent) : undefined;
+        // A session at a gateway's southbound server belongs to the association of its device.
+        if (server?.labels.gateway) {
+          const device = (typeof ctx.key === 'string' ? ctx.key : ref.id).split('|')[0]!;
+          const g = gatewayKey(server.labels.gateway);
+          const assoc = g ? idx().associationsByDevice.get(device)?.find((a) => idx().associationOwner.get(a.key) === g) : undefined;
+          if (assoc) return { parent: assoc.key, provisional: false };
+        }
+        return { parent: server?.key, provisional: false };
+      }
+      case 'fanout':
+      case 'dmClientSession': {
+        const g = gatewayKey(L.gateway);
+        return { parent: g, provisional: !g && !!L.gateway };
+      }
+      default: {
+        const xparent = (ref as { _parent?: Ref })._parent;
+        const p = xparent ? this.byRef.get(xparent)?.key : gatewayKey(L.gateway);
+        return { parent: p, provisional: false };
+      }
+    }
+  }
+}
+
+interface ParentIndex {
+  associationOwner: Map<string, string>;
+  gateways: Map<string, string>;
+  associationsByDevice: Map<string, { key: string; gateway: boolean }[]>;
+  servers: ActorRecord[];
+}
+
+/** Creates an inspection hub (see `InspectionHub`). */
+export function createInspectionHub(opts: HubOptions = {}): InspectionHub {
+  return new InspectionHub(opts);
+}
