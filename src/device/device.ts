@@ -93,6 +93,27 @@ export class SimDevice {
     return d;
   }
 
+  /**
+   * The tree's account keeps what a server wrote into it, but a changed `server.url` in the config
+   * is the operator moving the device (a gateway whose parent now listens elsewhere, e.g. after a
+   * restart on an ephemeral port): the configured address then replaces the stored one. Unchanged
+   * config leaves a server-made change alone.
+   */
+  private async followConfiguredAddress(url: string): Promise<void> {
+    const meta = this.store.section<string>('install');
+    const before = await meta.get('dms-address');
+    const leaf = './DMAcc/dms/AppAddr/1/Addr';
+    if (before !== url && this.tree.hasLocal(leaf)) {
+      const cur = await this.tree.get(leaf, LOCAL);
+      // Data from before this record existed: the config is all there is to go by.
+      if (cur.data !== url && (before === undefined || cur.data === before)) {
+        await this.tree.replace(leaf, { format: 'chr', data: url }, LOCAL);
+        this.log.info(`server address changed in the config: ${String(cur.data)} -> ${url}`);
+      }
+    }
+    if (before !== url) await meta.put('dms-address', url);
+  }
+
   private async install(): Promise<void> {
     const c = this.config;
     const s = c.server;
@@ -110,6 +131,7 @@ export class SimDevice {
         },
       ],
     });
+    if (s) await this.followConfiguredAddress(s.url);
     for (const n of c.nodes) {
       if (this.tree.hasLocal(n.uri)) continue;
       const interior = n.format === 'node';

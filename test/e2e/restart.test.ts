@@ -5,10 +5,10 @@
  *
  * Pointing the device at the restarted server (its port changes): `installStandardObjects` leaves
  * existing DMAcc values alone (a server may have rotated secrets, the client keeps its nonces
- * there), so a device re-created on the same tree store with a config naming the new URL still
- * holds the OLD `AppAddr/1/Addr`. What works is a local Replace of `./DMAcc/<x>/AppAddr/1/Addr`
- * (what a device's own setup code would do); both variants below do that, and the second shows
- * the stale address first.
+ * there), but a `server.url` that changed in the device's config moves `AppAddr/1/Addr` to the
+ * configured address (the operator moved the device); an unchanged config leaves an address a
+ * server wrote alone. The first variant below fixes the address by a local Replace (what a
+ * device's own setup code would do); the second re-creates the device with the new config.
  */
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -103,7 +103,7 @@ describe.each(ENCODINGS)('server restart over %s', (encoding) => {
     expect(grep(log, /authentication of .* failed/)).toEqual([]);
   });
 
-  it('works with the device restarted too (same LevelDB tree store, stale address fixed locally)', async () => {
+  it('works with the device restarted too (same LevelDB tree store, the new address from its config)', async () => {
     const spec: DeviceSpec = { deviceId: DEV, encoding };
     bed = await startBed([spec]);
     // startBed's devices keep their tree in memory: replace it by one with its own LevelDB store.
@@ -126,21 +126,25 @@ describe.each(ENCODINGS)('server restart over %s', (encoding) => {
     dev = await SimDevice.create({ config: deviceConfig(server, spec), store, logger: mem.logger });
     await dev.start();
     const [accountAfter] = await readAccounts(dev.tree);
-    // The existing DMAcc wins over the new config: same nonces, and the OLD address.
+    // The existing DMAcc keeps its nonces; the address follows the config, which names the new server.
     expect(accountAfter!.client!.nonce).toBe(accountBefore!.client!.nonce);
     expect(accountAfter!.server!.nonce).toBe(accountBefore!.server!.nonce);
-    expect(accountAfter!.address).toBe(oldUrl);
-    const stale = await dev.connect();
-    expect(stale.ok).toBe(false);
-    expect(stale.reason).toMatch(/cannot reach/);
-
-    await dev.tree.replace(ADDR, { data: server.dmUrl }, LOCAL);
+    expect(oldUrl).not.toBe(server.dmUrl);
+    expect(accountAfter!.address).toBe(server.dmUrl);
+    expect(mem.lines.some((l) => l.includes(`server address changed in the config: ${oldUrl} -> ${server.dmUrl}`))).toBe(true);
     const rec = await dev.connect();
     expect(rec.ok, rec.reason).toBe(true);
     await expectQueuedDelivered(server, ids, before.id);
     expect(grep(log, /authentication of .* failed/)).toEqual([]);
     // The server learnt the device's new notification address in that session.
     expect((await server.device(DEV))?.notifyUrl).toBe(dev.notifyUrl);
+
+    // An address a server wrote into the tree survives a restart with an unchanged config.
+    const moved = `${server.dmUrl}?moved=1`;
+    await dev.tree.replace(ADDR, { data: moved }, LOCAL);
+    await dev.stop();
+    dev = await SimDevice.create({ config: deviceConfig(server, spec), store, logger: mem.logger });
+    expect((await readAccounts(dev.tree))[0]!.address).toBe(moved);
   });
 });
 

@@ -117,6 +117,11 @@ gateways:
     expect(inventory()).toEqual(before);
     expect(run.gateways.get('gw-top')!.images.get('fw')!.hash).toBe(imageHash);
     expect(Object.keys(run.gateways.get('gw-top')!.groups.get('all')!.members)).toEqual(['m1']); // not provisioned twice
+    // The server and the gateways listen on new ports now: the chain still reaches a device two levels down
+    // (each gateway follows its parent's new address from the config, not the stale one in its DMAcc).
+    await until(async () => (await run!.server!.route('urn:dev:sim:t1')) !== undefined, 'the route to t1');
+    const again = await fetch(`${run.urls.api}/devices/${encodeURIComponent('urn:dev:sim:t1')}/commands`, { method: 'POST', body: JSON.stringify({ cmd: 'Get', uri: './DevInfo/Mod', timeout: 20 }), headers: { 'content-type': 'application/json' } });
+    expect(((await again.json()) as { results: { data: string }[] }).results[0]!.data).toBe('sim-sensor');
   });
 
   it('reloading a changed topology restarts only the changed subtrees, on the same data', async () => {
