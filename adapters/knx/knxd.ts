@@ -7,7 +7,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GwError } from '../../src/errors.ts';
@@ -102,6 +102,25 @@ export function knxnetAnswers(port: number, ms = 300): Promise<boolean> {
   });
 }
 
+/**
+ * Stops the knxd recorded in `pidPath` if it still runs with this `iniPath` (checked in
+ * /proc/<pid>/cmdline, so a recycled pid of another program is never signalled).
+ */
+async function stopStale(pidPath: string, iniPath: string): Promise<void> {
+  const pid = Number((await readFile(pidPath, 'utf8').catch(() => '')).trim());
+  if (!Number.isInteger(pid) || pid <= 0) return;
+  const isOurs = async (): Promise<boolean> => {
+    const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    return cmd.split('\0').includes(iniPath) && /(^|\/)knxd$/.test(cmd.split('\0')[0] ?? '');
+  };
+  if (await isOurs()) {
+    process.kill(pid, 'SIGTERM');
+    for (let i = 0; i < 40 && (await isOurs()); i++) await new Promise((r) => setTimeout(r, 50));
+    if (await isOurs()) process.kill(pid, 'SIGKILL');
+  }
+  await rm(pidPath, { force: true });
+}
+
 /** Starts knxd and resolves once its tunnelling server answers. */
 export async function startKnxd(opts: KnxdOptions = {}): Promise<Knxd> {
   const ownDir = !opts.dir;
@@ -113,11 +132,16 @@ export async function startKnxd(opts: KnxdOptions = {}): Promise<Knxd> {
   let proc: ChildProcess | undefined;
   let out = '';
 
+  const pidPath = join(dir, 'knxd.pid');
   const launch = async (): Promise<void> => {
+    // A knxd left running by a process that was killed (SIGKILL, a crash) on this directory would
+    // hold the bus and the socket: stop it first.
+    await stopStale(pidPath, iniPath);
     await rm(socket, { force: true });
     await writeFile(iniPath, ini(port, socket, opts.tunnels ?? 32));
     const p = spawn('knxd', [iniPath], { stdio: ['ignore', 'pipe', 'pipe'] });
     proc = p;
+    if (p.pid !== undefined) await writeFile(pidPath, `${p.pid}\n`);
     p.stdout!.on('data', (d) => (out += d));
     p.stderr!.on('data', (d) => (out += d));
     let exited = false;
@@ -148,6 +172,7 @@ export async function startKnxd(opts: KnxdOptions = {}): Promise<Knxd> {
       });
       p.kill(signal);
     });
+    await rm(pidPath, { force: true });
   };
 
   // A port probed free can be taken by someone else before knxd binds it: try a few.
