@@ -14,6 +14,7 @@ import { gatewayConfigSchema } from '../gateway/config.ts';
 import { Gateway } from '../gateway/gateway.ts';
 import { DEFAULT_SERVER, callApi, statusText, table } from './client.ts';
 import { runDemo } from './demo.ts';
+import { runGatewayProcess } from '../topology/processes.ts';
 import { runUp } from './up.ts';
 import { runFanout, runGroupDelete, runGroups, runGroupSet, runImagePut, runInventory } from './gwmo-ops.ts';
 import { loadTopology, topologyJsonSchema } from '../topology/index.ts';
@@ -253,12 +254,13 @@ program
 logOptions(
   program
     .command('up [topology]')
-    .description('start a whole topology in this process: the DM server, every gateway, simulated peers and devices (default: the demo building)')
+    .description('start a whole topology: the DM server, every gateway, simulated peers and devices (default: the demo building)')
     .option('-d, --data <dir>', 'data directory; started again on the same one it resumes (default: a temporary directory)')
     .option('-l, --listen <host:port>', "overrides the embedded server's listen address")
     .option('--visualizer <host:port>', 'where the live state visualizer listens', '127.0.0.1:0')
     .option('--no-visualizer', 'do not start the live state visualizer')
     .option('-w, --watch', 'reload the topology when the file changes (only changed gateways restart)')
+    .option('-p, --processes', 'run each gateway (with its simulated peers and devices) in its own OS process')
     .option('--json', 'print the URLs and a summary as JSON'),
 )
   .addHelpText(
@@ -267,11 +269,20 @@ logOptions(
 Examples:
   $ gwmo up                                         # the demo building (topologies/building.yaml)
   $ gwmo up topologies/building.yaml --data .data/building --watch   # edit the file: changed gateways restart
+  $ gwmo up --processes                             # one OS process per gateway; a crashed one is restarted
   $ gwmo up my-site.yaml --listen 127.0.0.1:9000 --json`,
   )
-  .action(async (file: string | undefined, opts: { data?: string; listen?: string; visualizer: string | false; watch?: boolean; json?: boolean; logLevel: 'debug' | 'info' | 'warn' | 'error'; logJson?: boolean }) => {
+  .action(async (file: string | undefined, opts: { data?: string; listen?: string; visualizer: string | false; watch?: boolean; processes?: boolean; json?: boolean; logLevel: 'debug' | 'info' | 'warn' | 'error'; logJson?: boolean }) => {
     void waitForSignal();
     await runUp(file, { ...opts, waitForSignal });
+  });
+
+// One gateway of `gwmo up --processes`, spawned by it with an IPC channel (hidden: not run by hand).
+program
+  .command('up-part', { hidden: true })
+  .description('internal: one gateway process of `gwmo up --processes`')
+  .action(async () => {
+    await runGatewayProcess();
   });
 
 program

@@ -1,6 +1,6 @@
 /**
- * `gwmo up`: starts a whole topology in this process (the main job): the embedded DM server, every
- * gateway, the simulated peers and devices; shows progress while it starts, prints where to reach
+ * `gwmo up`: starts a whole topology (the main job): the embedded DM server, every gateway (in this
+ * process, or each in its own with `--processes`), the simulated peers and devices; shows progress while it starts, prints where to reach
  * it, and stops cleanly on Ctrl-C. Logs go to `<data>/gwmo.log` (warnings also to the terminal),
  * so the terminal stays readable.
  */
@@ -26,6 +26,8 @@ export interface UpOptions {
   visualizer: string | false;
   /** Reload the topology when its file changes (only changed subtrees restart). */
   watch?: boolean;
+  /** Each gateway in its own OS process. */
+  processes?: boolean;
   json?: boolean;
   logLevel: LogLevel;
   logJson?: boolean;
@@ -67,14 +69,12 @@ export async function runUp(file: string | undefined, opts: UpOptions): Promise<
   const dataDir = opts.data ?? (await mkdtemp(join(tmpdir(), `gwmo-${topology.name}-`)));
   await mkdir(dataDir, { recursive: true });
   const logFile = join(dataDir, 'gwmo.log');
-  const logger = createLogger('gwmo', {
-    level: opts.logLevel,
-    ...(opts.logJson ? { json: true } : {}),
-    write: (line) => {
-      appendFileSync(logFile, `${line}\n`);
-      if (/\b(WARN|ERROR)\b|"level":"(warn|error)"/.test(line)) process.stderr.write(`${line}\n`);
-    },
-  });
+  // One log file for the whole deployment, gateway processes included; warnings also on the terminal.
+  const logLine = (line: string): void => {
+    appendFileSync(logFile, `${line}\n`);
+    if (/\b(WARN|ERROR)\b|"level":"(warn|error)"/.test(line)) process.stderr.write(`${line}\n`);
+  };
+  const logger = createLogger('gwmo', { level: opts.logLevel, ...(opts.logJson ? { json: true } : {}), write: logLine });
   const bar = progress(!opts.json && !!process.stderr.isTTY);
   if (!opts.json) process.stderr.write(`gwmo up: ${path} (${topology.description ?? topology.name}), data in ${dataDir}${temporary ? ' (temporary; --data DIR keeps it)' : ''}\n`);
   const t0 = Date.now();
@@ -87,6 +87,7 @@ export async function runUp(file: string | undefined, opts: UpOptions): Promise<
       logger,
       onProgress: (d, n, w) => bar.update(d, n, w),
       ...(hub ? { inspectFor: (part: { gateway?: string }) => (part.gateway ? hub.observerFor({ gateway: part.gateway }) : hub.observer) } : {}),
+      ...(opts.processes ? { processes: true, logLine, logLevel: opts.logLevel, ...(opts.logJson ? { logJson: true } : {}), ...(hub ? { remoteInspect: hub } : {}) } : {}),
     });
   } finally {
     bar.end();
@@ -102,13 +103,14 @@ export async function runUp(file: string | undefined, opts: UpOptions): Promise<
     server: run.urls.dm,
     ...(run.urls.api ? { api: run.urls.api } : {}),
     ...(viz ? { visualizer: viz.url } : {}),
-    gateways: [...run.gateways].map(([id, g]) => ({ id, south: g.southUrl, devices: g.associations.all().length })),
+    processes: !!opts.processes,
+    gateways: await Promise.all([...run.parts.values()].map(async (g) => ({ id: g.id, south: g.southUrl, pid: g.pid, devices: await g.associationCount() }))),
     warnings: run.warnings,
   };
   if (opts.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
   else {
     const out = [
-      `running ${topology.name}: ${run.gateways.size} gateways, ${summary.gateways.reduce((n, g) => n + g.devices, 0)} associations (${summary.startedMs} ms)`,
+      `running ${topology.name}: ${summary.gateways.length} gateways${opts.processes ? ` in ${summary.gateways.length} processes` : ''}, ${summary.gateways.reduce((n, g) => n + g.devices, 0)} associations (${summary.startedMs} ms)`,
       `  DM server   ${run.urls.dm}`,
       ...(run.urls.api ? [`  API         ${run.urls.api}    (gwmo --server ${run.urls.api.replace(/\/api$/, '')} ...)`] : []),
       ...(viz ? [`  visualizer  ${viz.url}    (live actors and state machines; open it in a browser)`] : []),

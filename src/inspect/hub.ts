@@ -135,6 +135,21 @@ export interface ModelDelta {
   events: EventView[];
 }
 
+/** A model message from another process's hub (what `snapshot()`/`delta()` return, tagged). */
+export type RemoteModel = ({ type: 'snapshot' } & ModelSnapshot) | ({ type: 'delta' } & ModelDelta);
+
+/** A process whose actors this hub mirrors (see `InspectionHub.ingest`). */
+interface RemoteSource {
+  /** Keys (in this hub) of the mirrored actors. */
+  keys: Set<string>;
+  /** Key of the actor the source's top-level actors are drawn under, once found. */
+  attach: string | undefined;
+  /** Route of that actor when the records were last rewritten (a change rewrites them). */
+  attachRoute: string[];
+  /** Newest remote event sequence number imported (a repeated snapshot does not duplicate events). */
+  lastSeq: number;
+}
+
 /** Limits of the hub. */
 export interface HubOptions {
   /** Event ring size (default 2,000). */
@@ -173,6 +188,8 @@ interface ActorRecord {
   resolvedAt: number;
   /** Devices seen in the sessions of a server actor (to find a gateway's server). */
   seenDevices?: Set<string>;
+  /** Set on actors mirrored from another process (`ingest`): the view as that process sent it. */
+  remote?: { source: string; raw: ActorView };
 }
 
 interface GraphIndex {
@@ -321,6 +338,7 @@ export class InspectionHub {
   private resolvedAt = -1;
   /** Errors swallowed to protect the runtime (visible in tests and on the page's status line). */
   errors = 0;
+  private readonly sources = new Map<string, RemoteSource>();
 
   constructor(opts: HubOptions = {}) {
     this.ring = new Array<EventView | undefined>(opts.maxEvents ?? 2000).fill(undefined);
@@ -350,6 +368,117 @@ export class InspectionHub {
     } catch {
       this.errors++;
     }
+  }
+
+  /**
+   * Mirrors the actors of another process (a gateway process of `gwmo up --processes`) under
+   * `source`, from the snapshots and deltas of that process's own hub. Mirrored actors get keys
+   * `<source>/<key>`, and the source's top-level actors are drawn under the child-gateway
+   * association of their parent (here or in another mirrored process) or under this process's DM
+   * server, so the page shows one route tree for the whole deployment.
+   */
+  ingest(source: string, msg: RemoteModel): void {
+    this.withIndex(() => this.ingestNow(source, msg));
+  }
+
+  private ingestNow(source: string, msg: RemoteModel): void {
+    try {
+      let src = this.sources.get(source);
+      if (!src) this.sources.set(source, (src = { keys: new Set(), attach: undefined, attachRoute: [], lastSeq: -1 }));
+      for (const [id, graph] of Object.entries(msg.machines)) {
+        if (!this.machines.has(id)) this.machines.set(id, { graph, version: ++this.version });
+      }
+      const k = (key: string): string => `${source}/${key}`;
+      if (msg.type === 'snapshot') {
+        const present = new Set(msg.actors.map((a) => k(a.key)));
+        for (const key of [...src.keys]) if (!present.has(key)) this.dropRemote(src, key);
+      } else {
+        for (const key of msg.removed) this.dropRemote(src, k(key));
+      }
+      let added = false;
+      for (const raw of msg.actors) {
+        const key = k(raw.key);
+        let r = this.records.get(key);
+        if (!r || !r.remote) {
+          const graph = this.machines.get(raw.machine)?.graph ?? { id: raw.machine, root: { id: raw.machine, key: raw.machine, type: 'atomic' as const, states: [] }, transitions: [] };
+          r = { key, ref: undefined, machine: raw.machine, graph: { graph, byTransition: new WeakMap() }, labels: {}, status: raw.status, events: raw.events, taken: raw.taken, version: 0, view: undefined, viewVersion: -1, parent: undefined, provisional: false, resolvedAt: -1 };
+          this.records.set(key, r);
+          src.keys.add(key);
+          added = true;
+        }
+        r.remote = { source, raw };
+        r.status = raw.status;
+        this.rewrite(src, r);
+      }
+      for (const e of msg.events) {
+        if (e.seq <= src.lastSeq) continue;
+        src.lastSeq = e.seq;
+        this.push({ ...e, seq: ++this.seq, actor: k(e.actor), ...(e.source ? { source: k(e.source) } : {}) });
+      }
+      if (added) this.structure++;
+      this.reattach();
+    } catch {
+      this.errors++;
+    }
+  }
+
+  /** Forgets every actor mirrored from `source` (its process stopped). */
+  dropSource(source: string): void {
+    const src = this.sources.get(source);
+    if (!src) return;
+    for (const key of [...src.keys]) this.dropRemote(src, key);
+    this.sources.delete(source);
+    this.structure++;
+  }
+
+  private dropRemote(src: RemoteSource, key: string): void {
+    const r = this.records.get(key);
+    src.keys.delete(key);
+    if (r?.remote) this.forget(r);
+  }
+
+  /** Re-derives a mirrored actor's parent and route from its source's attachment point. */
+  private rewrite(src: RemoteSource, r: ActorRecord): void {
+    const raw = r.remote!.raw;
+    const source = r.remote!.source;
+    const prefix = src.attachRoute;
+    const route = prefix.length === 0 ? raw.route : prefix.at(-1) === raw.route[0] ? [...prefix, ...raw.route.slice(1)] : [...prefix, ...raw.route];
+    const parent = raw.parent ? `${source}/${raw.parent}` : src.attach;
+    r.parent = parent;
+    r.taken = raw.taken;
+    r.events = raw.events;
+    r.version = ++this.version;
+    const { parent: _p, ...rest } = raw;
+    r.view = { ...rest, key: r.key, ...(parent ? { parent } : {}), route, version: r.version };
+    r.viewVersion = r.version;
+  }
+
+  /** Finds where each source hangs (and rewrites its actors when that place or its route changed). */
+  private reattach(): void {
+    for (const [source, src] of this.sources) {
+      const attach = this.attachPoint(source);
+      const attachRoute = attach ? (this.records.get(attach)?.view?.route ?? (this.records.get(attach) ? this.view(this.records.get(attach)!).route : [])) : [];
+      if (attach === src.attach && attachRoute.join('\u0000') === src.attachRoute.join('\u0000')) continue;
+      src.attach = attach;
+      src.attachRoute = attachRoute;
+      for (const key of src.keys) {
+        const r = this.records.get(key);
+        if (r?.remote) this.rewrite(src, r);
+      }
+    }
+  }
+
+  /** The child-gateway association of `gatewayId` (in this process or a mirrored one), else this process's DM server. */
+  private attachPoint(gatewayId: string): string | undefined {
+    let server: string | undefined;
+    for (const r of this.records.values()) {
+      if (r.status !== 'active') continue;
+      if (r.machine === 'association' && !r.key.startsWith(`${gatewayId}/`)) {
+        const v = r.remote ? r.remote.raw : r.ref ? this.view(r) : undefined;
+        if (v && v.device === gatewayId && v.name.startsWith('child gateway')) return r.key;
+      } else if (r.machine === 'dmServer' && r.ref && !r.labels.gateway) server ??= r.key;
+    }
+    return server;
   }
 
   /** Number of actors in the model (live and kept finished ones). */
@@ -564,6 +693,8 @@ export class InspectionHub {
         this.touch(r);
       }
     }
+    // Mirrored processes hang under actors whose routes are only now known.
+    if (this.sources.size) this.reattach();
   }
 
   private view(r: ActorRecord): ActorView {

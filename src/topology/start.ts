@@ -6,22 +6,19 @@
  * on the same directory resumes it: inventories, groups, fanout jobs and queued commands come back
  * from LevelDB, and provisioning that already happened is not repeated.
  */
-import { createHash, createHmac } from 'node:crypto';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { InspectionEvent } from 'xstate';
-import { KnxSim } from '../../adapters/knx/sim.ts';
-import { startKnxd, type Knxd } from '../../adapters/knx/knxd.ts';
-import { OwnGatewaySim } from '../../adapters/own/sim.ts';
-import { deviceConfigSchema } from '../device/config.ts';
-import { SimDevice } from '../device/device.ts';
+import type { SimDevice } from '../device/device.ts';
 import { describeError, GwError } from '../errors.ts';
-import { associationConfigSchema, gatewayConfigSchema, type AssociationConfig } from '../gateway/config.ts';
-import { Gateway } from '../gateway/gateway.ts';
-import { createLogger, type Logger } from '../log.ts';
+import { associationConfigSchema } from '../gateway/config.ts';
+import type { Gateway } from '../gateway/gateway.ts';
+import type { RemoteModel } from '../inspect/hub.ts';
+import { createLogger, type Logger, type LogLevel } from '../log.ts';
 import { serverConfigSchema } from '../server/config.ts';
 import { DmServer } from '../server/server.ts';
-import { LOCAL } from '../tree/tree.ts';
+import { derivedSecret, deviceIds, startGatewayPart, type ParentLink, type PartEnv } from './part.ts';
+import { inProcessHandle, spawnGatewayProcess, type GatewayHandle, type GatewayProcess } from './processes.ts';
 import type { Topology, TopologyGateway } from './schema.ts';
 
 /** Options of `startTopology`. */
@@ -35,6 +32,19 @@ export interface StartOptions {
   inspectFor?: (part: { gateway?: string }) => (event: InspectionEvent) => void;
   /** Progress of the start, for a progress display: `done` of `total` steps, and what just happened. */
   onProgress?: (done: number, total: number, what: string) => void;
+  /**
+   * Run each gateway (with its simulated peers and devices) in its own OS process (`gwmo up
+   * --processes`); the server stays in this one. A gateway process that dies is restarted with its
+   * subtree, after a backoff.
+   */
+  processes?: boolean;
+  /** Gateway processes only: where their log lines go (default: this process's stderr). */
+  logLine?: (line: string) => void;
+  /** Gateway processes only: log level and format of their logs. */
+  logLevel?: LogLevel;
+  logJson?: boolean;
+  /** Gateway processes only: mirrors of their actors for a visualizer (`InspectionHub` implements it). */
+  remoteInspect?: { ingest(source: string, model: RemoteModel): void; dropSource(source: string): void };
 }
 
 /** A started topology. */
@@ -42,9 +52,11 @@ export interface RunningTopology {
   readonly topology: Topology;
   /** The embedded server (undefined with an external one). */
   readonly server: DmServer | undefined;
-  /** Gateways by id. */
+  /** Gateways running in this process, by id (empty with `processes`). */
   readonly gateways: ReadonlyMap<string, Gateway>;
-  /** Simulated DM devices by DevId. */
+  /** Every running gateway by id, in this process or its own (pid, south URL, inventory calls). */
+  readonly parts: ReadonlyMap<string, GatewayHandle>;
+  /** Simulated DM devices in this process by DevId (empty with `processes`). */
   readonly devices: ReadonlyMap<string, SimDevice>;
   /** The server's DM endpoint and operator API. */
   readonly urls: { dm: string; api?: string };
@@ -61,29 +73,25 @@ export interface RunningTopology {
   stop(): Promise<void>;
 }
 
-/** A credential derived from the topology secret: stable across restarts, different per purpose and id. */
-export function derivedSecret(secret: string, purpose: string, id: string): string {
-  return createHmac('sha256', secret).update(`${purpose}\u0000${id}`).digest('base64url').slice(0, 24);
-}
-
-/** The DevIds of a device entry (one, or `<id>-1..<id>-<count>`). */
-function deviceIds(d: TopologyGateway['devices'][number]): string[] {
-  return d.count ? Array.from({ length: d.count }, (_, i) => `${d.id}-${i + 1}`) : [d.id];
-}
+export { derivedSecret } from './part.ts';
 
 /** Counts the start steps, for progress. */
 function countSteps(gws: TopologyGateway[]): number {
   return gws.reduce((n, g) => n + 1 + g.devices.reduce((m, d) => m + (d.count ?? 1), 0) + g.adapters.filter((a) => a.simulate).length + countSteps(g.gateways), 0);
 }
 
-/** Starts a topology in this process. */
+/** Starts a topology: the embedded server in this process, gateways in it too or each in its own (`processes`). */
 export async function startTopology(topology: Topology, opts: StartOptions): Promise<RunningTopology> {
   const log = opts.logger ?? createLogger('topology');
   const secret = topology.secret;
   const warnings: string[] = [];
   const stops: (() => Promise<void>)[] = [];
   const gateways = new Map<string, Gateway>();
+  const parts = new Map<string, GatewayHandle>();
+  /** The parent link each gateway was started with (a crashed gateway process restarts with it). */
+  const links = new Map<string, ParentLink>();
   const devices = new Map<string, SimDevice>();
+  let stopping = false;
   let current = topology;
   /** What each gateway's start created (its simulated peers, devices, the gateway), stopped with it. */
   const owned = new Map<string, { stop: () => Promise<void>; device?: string }[]>();
@@ -101,6 +109,8 @@ export async function startTopology(topology: Topology, opts: StartOptions): Pro
     }
     owned.delete(g.id);
     gateways.delete(g.id);
+    parts.delete(g.id);
+    opts.remoteInspect?.dropSource(g.id);
   };
   const total = 1 + countSteps(topology.gateways);
   let done = 0;
@@ -109,6 +119,7 @@ export async function startTopology(topology: Topology, opts: StartOptions): Pro
     opts.onProgress?.(done, total, what);
   };
   const stopAll = async (): Promise<void> => {
+    stopping = true;
     for (const g of current.gateways) await stopGateway(g);
     for (const s of stops.splice(0).reverse()) await s().catch((err: unknown) => log.warn(`stop: ${describeError(err)}`));
   };
@@ -127,7 +138,7 @@ export async function startTopology(topology: Topology, opts: StartOptions): Pro
     };
     walkTransparent(topology.gateways);
     let server: DmServer | undefined;
-    let parentOfTop: { url: string; serverId: string; serverSecret: string };
+    let parentOfTop: ParentLink;
     if ('url' in topology.server) {
       parentOfTop = { url: topology.server.url, serverId: topology.server.serverId, serverSecret: topology.server.serverSecret };
     } else {
@@ -145,133 +156,80 @@ export async function startTopology(topology: Topology, opts: StartOptions): Pro
     }
     step(server ? `DM server at ${server.url}` : `external DM server ${parentOfTop.url}`);
 
-    const startGateway = async (g: TopologyGateway, parent: { url: string; serverId: string; serverSecret: string }): Promise<void> => {
-      const south = { serverId: `${g.id}-south`, serverSecret: derivedSecret(secret, 'south', g.id) };
-      // Peers simulated in place of hardware, started first so the adapters connect at once.
-      const adapters: Record<string, unknown>[] = [];
-      for (const a of g.adapters) {
-        const cfg: Record<string, unknown> = { ...a.adapter };
-        if (a.simulate && a.adapter.type === 'knx' && 'devices' in a.simulate) {
-          let knxd: Knxd;
-          try {
-            const dir = join(opts.dataDir, 'knxd', g.id);
-            await mkdir(dir, { recursive: true });
-            knxd = await startKnxd({ dir });
-          } catch (err) {
-            warnings.push(`${g.id}: KNX network ${a.adapter.name} has no simulated bus (${describeError(err)}); its link will keep retrying`);
-            log.warn(warnings[warnings.length - 1]!);
-            adapters.push(cfg);
-            step(`${g.id}: KNX bus not simulated`);
-            continue;
-          }
-          own(g.id, () => knxd.stop());
-          const sim = new KnxSim({ port: knxd.port, localAddress: '127.0.0.1' });
-          own(g.id, () => sim.stop());
-          for (const dev of a.simulate.devices) {
-            await sim.add({ address: dev.address, objects: dev.objects.map((o) => ({ ga: o.ga, dpt: o.dpt, ...(o.value !== undefined ? { value: o.value } : {}), ...(o.write !== undefined ? { write: o.write } : {}), ...(o.read !== undefined ? { read: o.read } : {}) })) });
-          }
-          cfg['gateway'] = `127.0.0.1:${knxd.port}`;
-          cfg['localAddress'] = '127.0.0.1';
-          step(`${g.id}: KNX bus (knxd on UDP ${knxd.port}) with ${a.simulate.devices.length} device(s)`);
-        } else if (a.simulate && a.adapter.type === 'own' && 'lights' in a.simulate) {
-          const password = derivedSecret(secret, 'own', `${g.id}/${a.adapter.name}`);
-          const s = a.simulate;
-          const sim = await OwnGatewaySim.start({
-            auth: s.auth,
-            password: s.auth === 'open' ? String(parseInt(createHash('sha256').update(password).digest('hex').slice(0, 8), 16) % 1e9) : password,
-            lights: s.lights,
-            shutters: s.shutters,
-            zones: s.zones,
-            mac: createHash('sha256').update(`${g.id}/${a.adapter.name}`).digest('hex').slice(0, 12),
-          });
-          own(g.id, () => sim.close());
-          cfg['gatewayAddr'] = sim.addr;
-          cfg['password'] = sim.password;
-          // Lights and shutters are found by general status requests; thermo zones are probed by WHERE.
-          const wheres = [...((cfg['wheres'] as { who: number; where: string }[] | undefined) ?? [])];
-          for (const z of s.zones) if (!wheres.some((w) => w.who === 4 && w.where === z.where)) wheres.push({ who: 4, where: z.where });
-          cfg['wheres'] = wheres;
-          step(`${g.id}: MyHOME gateway simulator at ${sim.addr}`);
-        }
-        if (a.adapter.type === 'zigbee' && !('dataDir' in a.adapter && a.adapter.dataDir)) cfg['dataDir'] = join(opts.dataDir, 'zigbee', g.id, a.adapter.name);
-        adapters.push(cfg);
+    /** Restart attempts of crashed gateway processes (reset once a restart has run for a minute). */
+    const crashes = new Map<string, { n: number; since: number }>();
+    const findNode = (id: string, gws: TopologyGateway[] = current.gateways): TopologyGateway | undefined => {
+      for (const g of gws) {
+        if (g.id === id) return g;
+        const f = findNode(id, g.gateways);
+        if (f) return f;
       }
-      // Associations: child gateways (proxy mode) and the simulated DM devices.
-      const associations: Partial<AssociationConfig>[] = g.gateways.map((c) => ({ deviceId: c.id, mode: 'proxy', gateway: true, username: c.id, secret: derivedSecret(secret, 'north', c.id), authType: 'syncml:auth-md5' }));
-      const transparent: { id: string; dev: SimDevice }[] = [];
-      for (const d of g.devices) {
-        for (const devId of deviceIds(d)) {
-          if (d.mode === 'proxy') {
-            associations.push({ deviceId: devId, mode: 'proxy', username: devId, secret: derivedSecret(secret, 'south', devId), authType: 'syncml:auth-md5' });
-          } else {
-            // A transparent device is a client of the server itself; it must listen before its gateway knows its address.
-            const dev = await startDevice(g.id, d, devId, { url: parentOfTop.url, serverId: parentOfTop.serverId, serverSecret: parentOfTop.serverSecret, username: devId, secret: derivedSecret(secret, 'north', devId) });
-            transparent.push({ id: devId, dev });
-            associations.push({ deviceId: devId, mode: 'transparent', notify: dev.notifyUrl, serverId: parentOfTop.serverId });
-          }
-        }
-      }
-      const gw = await Gateway.create({
-        config: gatewayConfigSchema.parse({
-          id: g.id,
-          parent: { url: parent.url, serverId: parent.serverId, username: g.id, secret: derivedSecret(secret, 'north', g.id), authType: 'md5', serverSecret: parent.serverSecret, serverAuthType: 'md5' },
-          listen: g.listen,
-          serverId: south.serverId,
-          serverSecret: south.serverSecret,
-          serverAuthType: 'md5',
-          devices: associations,
-          adapters,
-          ...(g.fanout ? { fanout: g.fanout } : {}),
-        }),
-        dataDir: join(opts.dataDir, 'gateways', g.id),
-        logger: log.child(g.id),
-        ...(observer({ gateway: g.id }) ? { inspect: observer({ gateway: g.id })! } : {}),
-      });
-      await gw.start();
-      gateways.set(g.id, gw);
-      own(g.id, () => gw.stop());
-      step(`gateway ${g.id} at ${gw.southUrl}`);
-      for (const t of transparent) {
-        // The association is provisioned once; after a restart the device listens on a new port.
-        const rec = gw.associations.get(t.id);
-        if (rec && rec.notify !== t.dev.notifyUrl) await gw.associations.update(t.id, { notify: t.dev.notifyUrl });
-        devices.set(t.id, t.dev);
-        step(`device ${t.id} (transparent)`);
-      }
-      // Proxy-mode devices connect to the gateway's southbound endpoint.
-      for (const d of g.devices) {
-        if (d.mode !== 'proxy') continue;
-        for (const devId of deviceIds(d)) {
-          const dev = await startDevice(g.id, d, devId, { url: gw.southUrl, serverId: south.serverId, serverSecret: south.serverSecret, username: devId, secret: derivedSecret(secret, 'south', devId) });
-          await dev.connect().catch((err: unknown) => log.warn(`${devId}: first session failed: ${describeError(err)}`));
-          step(`device ${devId} (proxy)`);
-        }
-      }
-      await provision(gw, g);
-      for (const c of g.gateways) await startGateway(c, { url: gw.southUrl, serverId: south.serverId, serverSecret: south.serverSecret });
+      return undefined;
     };
-
-    const startDevice = async (gid: string, d: TopologyGateway['devices'][number], devId: string, acct: { url: string; serverId: string; serverSecret: string; username: string; secret: string }): Promise<SimDevice> => {
-      const dev = await SimDevice.create({
-        config: deviceConfigSchema.parse({
-          deviceId: devId,
-          encoding: d.encoding,
-          devInfo: { mod: d.model },
-          server: { serverId: acct.serverId, url: acct.url, username: acct.username, secret: acct.secret, authType: 'md5', serverSecret: acct.serverSecret, serverAuthType: 'md5' },
-          nodes: [
-            { uri: './Vendor', format: 'node', acl: `Get=*&Replace=${acct.serverId}&Add=${acct.serverId}&Delete=${acct.serverId}&Exec=${acct.serverId}` },
-            ...d.nodes,
-          ],
-        }),
-        dataDir: join(opts.dataDir, 'devices', devId.replace(/[^A-Za-z0-9._-]/g, '_')),
-        logger: log.child(devId),
-      });
-      await dev.start();
-      devices.set(devId, dev);
-      own(gid, () => dev.stop(), devId);
-      return dev;
+    /** A gateway process died: restart it (and its subtree, whose parent URL it held) after a backoff. */
+    const onCrash = (id: string, why: string, crashed: GatewayHandle | undefined): void => {
+      const prev = crashes.get(id);
+      const n = prev && Date.now() - prev.since < 60_000 ? prev.n + 1 : 0;
+      const delay = Math.min(30_000, 1000 * 2 ** n);
+      crashes.set(id, { n, since: Date.now() });
+      log.error(`gateway process ${id} ended unexpectedly (${why}); restarting it with its subtree in ${delay} ms`);
+      setTimeout(() => {
+        const node = findNode(id);
+        const link = links.get(id);
+        // Stopped, removed by a reload, or already restarted by one: nothing to do.
+        if (stopping || !node || !link || !crashed || parts.get(id) !== crashed) return;
+        void (async () => {
+          await stopGateway(node);
+          await startGateway(node, link);
+          log.info(`gateway process ${id} restarted`);
+        })().catch((err: unknown) => log.error(`restart of gateway ${id} failed: ${describeError(err)}`));
+      }, delay).unref();
     };
-
+    const envFor = (gid: string): PartEnv => ({
+      secret,
+      dataDir: opts.dataDir,
+      log,
+      top: parentOfTop,
+      ...(observer({ gateway: gid }) ? { inspect: observer({ gateway: gid })! } : {}),
+      step,
+      warn: (message) => {
+        warnings.push(message);
+        log.warn(message);
+      },
+      own: (stop, device) => own(gid, stop, device),
+      devices,
+    });
+    /** Starts a gateway (in this process or its own), then its child gateways under it. */
+    const startGateway = async (g: TopologyGateway, parent: ParentLink): Promise<void> => {
+      let handle: GatewayHandle;
+      if (opts.processes) {
+        let proc: GatewayProcess | undefined;
+        proc = await spawnGatewayProcess({
+          gateway: g,
+          secret,
+          parent,
+          top: parentOfTop,
+          dataDir: opts.dataDir,
+          ...(opts.logLevel ? { logLevel: opts.logLevel } : {}),
+          ...(opts.logJson ? { logJson: true } : {}),
+          onLine: opts.logLine ?? ((line) => process.stderr.write(`${line}\n`)),
+          onStep: step,
+          onWarn: (message) => warnings.push(message),
+          ...(opts.remoteInspect ? { onInspect: (model: RemoteModel) => opts.remoteInspect!.ingest(g.id, model) } : {}),
+          onCrash: (why) => onCrash(g.id, why, proc),
+        });
+        const p = proc;
+        own(g.id, () => p.stop());
+        handle = p;
+      } else {
+        const gw = await startGatewayPart(envFor(g.id), g, parent);
+        gateways.set(g.id, gw);
+        handle = inProcessHandle(gw);
+      }
+      parts.set(g.id, handle);
+      links.set(g.id, parent);
+      for (const c of g.gateways) await startGateway(c, handle.link);
+    };
     for (const g of topology.gateways) await startGateway(g, parentOfTop);
 
     const reload = async (next: Topology): Promise<{ restarted: string[]; added: string[]; removed: string[] }> => {
@@ -312,7 +270,7 @@ export async function startTopology(topology: Topology, opts: StartOptions): Pro
         const parent = before.get(id)!.parent;
         if (parent !== undefined && (changed.has(parent) || !after.has(parent))) continue;
         await stopGateway(before.get(id)!.node);
-        if (parent !== undefined) await gateways.get(parent)?.forget(id);
+        if (parent !== undefined) await parts.get(parent)?.forget(id);
         log.info(`reload: gateway ${id} removed`);
       }
       for (const id of roots) {
@@ -320,7 +278,7 @@ export async function startTopology(topology: Topology, opts: StartOptions): Pro
         const old = before.get(id);
         if (old) await stopGateway(old.node);
         // Gateways under it that the new topology drops are stopped with the old subtree; forget them below.
-        const parentGw = parent === undefined ? undefined : gateways.get(parent);
+        const parentGw = parent === undefined ? undefined : parts.get(parent);
         if (parent !== undefined && !parentGw) throw new GwError('TOPOLOGY_RELOAD', `parent ${parent} of ${id} is not running`);
         // New parts that talk to the server need accounts there: a new top gateway, new transparent devices.
         if (server) {
@@ -334,21 +292,19 @@ export async function startTopology(topology: Topology, opts: StartOptions): Pro
           };
           walk(node);
         }
-        if (parentGw && !parentGw.associations.get(id)) {
+        if (parentGw && !(await parentGw.hasAssociation(id))) {
           await parentGw.associate(
             associationConfigSchema.parse({ deviceId: id, mode: 'proxy', gateway: true, username: id, secret: derivedSecret(secret, 'north', id), authType: 'syncml:auth-md5' }),
           );
         }
-        const parentInfo = parentGw
-          ? { url: parentGw.southUrl, serverId: parentGw.config.serverId, serverSecret: parentGw.config.serverSecret }
-          : parentOfTop;
+        const parentInfo = parentGw ? parentGw.link : parentOfTop;
         await startGateway(node, parentInfo);
         restarted.push(id);
       }
       // Devices and child gateways a restarted gateway no longer has: out of its inventory.
       for (const id of restarted) {
         const walk = (g: TopologyGateway): void => {
-          const gw = gateways.get(g.id);
+          const gw = parts.get(g.id);
           const keep = new Set([...g.devices.flatMap(deviceIds), ...g.gateways.map((c) => c.id)]);
           const old = before.get(g.id)?.node;
           if (gw && old) {
@@ -371,6 +327,7 @@ export async function startTopology(topology: Topology, opts: StartOptions): Pro
       },
       server,
       gateways,
+      parts,
       devices,
       urls: { dm: parentOfTop.url, ...(server ? { api: `${server.url}/api` } : {}) },
       warnings,
@@ -383,41 +340,3 @@ export async function startTopology(topology: Topology, opts: StartOptions): Pro
   }
 }
 
-/** Creates the gateway's groups and stores its images, unless a previous start did. */
-async function provision(gw: Gateway, g: TopologyGateway): Promise<void> {
-  for (const group of g.groups) {
-    if (gw.groups.get(group.id)) continue; // the server may have changed it since: the record wins
-    const base = `./GwMO/Groups/${group.id}`;
-    await gw.tree.add(base, { format: 'node' }, LOCAL);
-    if (group.description !== undefined) await gw.tree.add(`${base}/Description`, { format: 'chr', data: group.description }, LOCAL);
-    if (group.filter !== undefined) await gw.tree.add(`${base}/Filter`, { format: 'chr', data: group.filter }, LOCAL);
-    for (const [i, m] of group.members.entries()) {
-      const member = typeof m === 'string' ? { deviceId: m } : m;
-      await gw.tree.add(`${base}/Members/m${i + 1}/DeviceID`, { format: 'chr', data: member.deviceId }, LOCAL);
-      if ('subGroup' in member) await gw.tree.add(`${base}/Members/m${i + 1}/SubGroup`, { format: 'chr', data: member.subGroup }, LOCAL);
-    }
-  }
-  for (const img of g.images) {
-    if (gw.images.get(img.name)) continue;
-    let bytes: Uint8Array;
-    if (img.file) bytes = await readFile(img.file);
-    else if (img.url) {
-      const res = await fetch(img.url, { signal: AbortSignal.timeout(60_000) });
-      if (!res.ok) throw new GwError('TOPOLOGY_IMAGE', `image ${img.name}: ${img.url} answered HTTP ${res.status}`);
-      bytes = new Uint8Array(await res.arrayBuffer());
-    } else bytes = generated(img.name, img.size!);
-    const status = await gw.images.store(img.name, bytes, img.version ? { version: img.version } : {});
-    if (status >= 300) throw new GwError('TOPOLOGY_IMAGE', `image ${img.name} could not be stored on ${g.id} (DM status ${status})`, { status });
-  }
-}
-
-/** Deterministic bytes for a demo image (a firmware stand-in): the same name gives the same hash. */
-function generated(name: string, size: number): Uint8Array {
-  const out = new Uint8Array(size);
-  let block = createHash('sha256').update(name).digest();
-  for (let at = 0; at < size; at += block.length) {
-    out.set(block.subarray(0, Math.min(block.length, size - at)), at);
-    block = createHash('sha256').update(block).digest();
-  }
-  return out;
-}

@@ -167,3 +167,51 @@ describe('InspectionHub', () => {
     expect(hub.snapshot().actors).toEqual([]);
   });
 });
+
+describe('InspectionHub mirroring another process (gwmo up --processes)', () => {
+  it('hangs the mirrored actors under the parent gateway association, follows deltas, and drops them with the source', async () => {
+    // "Parent process": the DM server and gw-a with its child gateway gw-b as an association.
+    const local = new InspectionHub();
+    const server = createActor(dmServerMachine, { input: {}, inspect: local.observer }).start();
+    const gwA = createActor(gatewayMachine, { input: { gatewayId: 'gw-a', inspect: local.observerFor({ gateway: 'gw-a' }) }, inspect: local.observerFor({ gateway: 'gw-a' }) }).start();
+    gwA.send({ type: 'association.add', input: assoc('gw-b', { gateway: true, status: 'attached' }) });
+    // "Gateway process" of gw-b: its own hub, as the child runs it.
+    const remote = new InspectionHub();
+    const gwB = createActor(gatewayMachine, { input: { gatewayId: 'gw-b', inspect: remote.observerFor({ gateway: 'gw-b' }) }, inspect: remote.observerFor({ gateway: 'gw-b' }) }).start();
+    gwB.send({ type: 'association.add', input: assoc('dev-9', { status: 'attached' }) });
+    await tick();
+
+    local.ingest('gw-b', { type: 'snapshot', ...remote.snapshot() });
+    let views = local.snapshot().actors;
+    const mirroredGw = views.find((a) => a.kind === 'gateway' && a.gateway === 'gw-b')!;
+    expect(mirroredGw.key.startsWith('gw-b/')).toBe(true);
+    expect(mirroredGw.route).toEqual(['server', 'gw-a', 'gw-b']);
+    expect(views.find((a) => a.key === mirroredGw.parent)?.name).toBe('child gateway gw-b (proxy)');
+    expect(byName(views, 'dev-9 (proxy)').route).toEqual(['server', 'gw-a', 'gw-b', 'dev-9']);
+    const eventsAfterSnapshot = local.eventsAfter(-1).filter((e) => e.actor.startsWith('gw-b/')).length;
+    expect(eventsAfterSnapshot).toBeGreaterThan(0);
+
+    // A delta: a new association appears, one is removed; a repeated snapshot adds no events twice.
+    const v = remote.currentVersion;
+    const seq = remote.lastSeq;
+    gwB.send({ type: 'association.add', input: assoc('dev-10', { status: 'attached' }) });
+    await tick();
+    local.ingest('gw-b', { type: 'delta', ...remote.delta(v, seq)! });
+    expect(local.snapshot().actors.some((a) => a.name === 'dev-10 (proxy)' && a.route.join('>') === 'server>gw-a>gw-b>dev-10')).toBe(true);
+    const eventsNow = local.eventsAfter(-1).filter((e) => e.actor.startsWith('gw-b/')).length;
+    local.ingest('gw-b', { type: 'snapshot', ...remote.snapshot() });
+    expect(local.eventsAfter(-1).filter((e) => e.actor.startsWith('gw-b/')).length).toBe(eventsNow);
+    // Garbage from a broken process is counted, never thrown.
+    local.ingest('gw-b', { type: 'delta' } as never);
+    expect(local.errors).toBeGreaterThan(0);
+
+    const fromVersion = local.currentVersion;
+    local.dropSource('gw-b');
+    views = local.snapshot().actors;
+    expect(views.filter((a) => a.key.startsWith('gw-b/'))).toEqual([]);
+    expect(local.delta(fromVersion, local.lastSeq)!.removed.some((k) => k.startsWith('gw-b/'))).toBe(true);
+    server.stop();
+    gwA.stop();
+    gwB.stop();
+  });
+});
