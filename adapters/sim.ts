@@ -15,6 +15,7 @@
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { tlsFetch } from '../src/transport/tls.ts';
 import { DmStatusError } from '../src/errors.ts';
 import { Limiter } from '../src/limit.ts';
 import type { ExecArgs, ExecResult, PluginNodeView, PluginWrite, TreePlugin } from '../src/tree/tree.ts';
@@ -30,6 +31,13 @@ export const simAdapterConfigSchema = z.object({
   type: z.literal('sim'),
   /** The name associations refer to in `protocol`. */
   name: z.string().min(1).default('sim'),
+  /**
+   * TLS of the simulated devices' https downloads: the CA they trust and the client certificate they
+   * present (a gateway whose listener requires one). Their gateway fills in its own when unset.
+   */
+  ca: z.string().min(1).optional(),
+  cert: z.string().min(1).optional(),
+  key: z.string().min(1).optional(),
   devices: z
     .array(
       z.object({
@@ -404,7 +412,8 @@ export class SimAdapter implements Adapter {
     if (!s.pkgUrl) throw new DmStatusError(412, 'SIM_NO_PACKAGE', 'FwUpdate/PkgURL is not set');
     s.fwState = 30;
     try {
-      const res = await fetch(s.pkgUrl, { signal: AbortSignal.timeout(30_000) });
+      const { ca, cert, key } = this.config;
+      const res = await tlsFetch(s.pkgUrl, { signal: AbortSignal.timeout(30_000) }, { ...(ca ? { ca } : {}), ...(cert && key ? { cert, key } : {}) });
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
       const bytes = new Uint8Array(await res.arrayBuffer());
       s.lastHash = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;

@@ -3,20 +3,32 @@
  * never opens the server's database (LevelDB is single-process); everything goes through /api.
  */
 import { GwError } from '../errors.ts';
+import { tlsError, tlsFetch, type TlsClientConfig } from '../transport/tls.ts';
 
 /** Default server API base URL (GWMO_SERVER overrides it). */
 export const DEFAULT_SERVER = process.env.GWMO_SERVER ?? 'http://127.0.0.1:8080';
+
+/** The CA (and client certificate) the CLI verifies an https server API against: `--ca`, else GWMO_CA. */
+let apiTls: TlsClientConfig | undefined =
+  process.env.GWMO_CA || process.env.GWMO_CERT
+    ? { ...(process.env.GWMO_CA ? { ca: process.env.GWMO_CA } : {}), ...(process.env.GWMO_CERT ? { cert: process.env.GWMO_CERT } : {}), ...(process.env.GWMO_KEY ? { key: process.env.GWMO_KEY } : {}) }
+    : undefined;
+
+/** Sets the CLI's TLS settings for the server API (`--ca`, `--cert`/`--key`). */
+export function setApiTls(tls: TlsClientConfig | undefined): void {
+  if (tls && (tls.ca || tls.cert)) apiTls = tls;
+}
 
 /** Calls the API and returns the JSON body; HTTP errors become GwError with the API's code. */
 export async function callApi(server: string, method: string, path: string, body?: unknown, timeoutMs = 600_000): Promise<{ status: number; json: any }> {
   let res: Response;
   try {
-    res = await fetch(new URL(path, server.endsWith('/') ? server : server + '/'), {
-      method,
-      signal: AbortSignal.timeout(timeoutMs),
-      ...(body !== undefined ? { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } } : {}),
-    });
+    const url = new URL(path, server.endsWith('/') ? server : server + '/');
+    res = await tlsFetch(url, { method, signal: AbortSignal.timeout(timeoutMs), ...(body !== undefined ? { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } } : {}) }, apiTls);
   } catch (err) {
+    // A certificate problem says what to fix (--ca), not "is the server running?".
+    const tls = err instanceof GwError && err.code.startsWith('TLS_') ? err : tlsError(err, server);
+    if (tls) throw tls;
     throw new GwError('CLI_UNREACHABLE', `cannot reach the server API at ${server} (is \`gwmo server\` running? use --server URL)`, { cause: err });
   }
   const text = await res.text();

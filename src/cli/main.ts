@@ -12,7 +12,8 @@ import { serverConfigSchema } from '../server/config.ts';
 import { DmServer } from '../server/server.ts';
 import { gatewayConfigSchema } from '../gateway/config.ts';
 import { Gateway } from '../gateway/gateway.ts';
-import { DEFAULT_SERVER, callApi, statusText, table } from './client.ts';
+import { DEFAULT_SERVER, callApi, setApiTls, statusText, table } from './client.ts';
+import { initCerts } from '../transport/certs.ts';
 import { runDemo } from './demo.ts';
 import { runGatewayProcess } from '../topology/processes.ts';
 import { runUp } from './up.ts';
@@ -24,6 +25,13 @@ program
   .name('gwmo')
   .description('Open OMA DM gateway runtime: DM server, simulated DM devices, operator commands.')
   .version('0.1.0')
+  .option('--ca <pem>', 'CA certificate the operator commands verify an https server API against (or GWMO_CA)')
+  .option('--cert <pem>', 'client certificate for a server API that asks for one (mutual TLS; or GWMO_CERT)')
+  .option('--key <pem>', 'key of --cert (or GWMO_KEY)')
+  .hook('preAction', (cmd) => {
+    const o = cmd.opts<{ ca?: string; cert?: string; key?: string }>();
+    setApiTls({ ...(o.ca ? { ca: o.ca } : {}), ...(o.cert ? { cert: o.cert } : {}), ...(o.key ? { key: o.key } : {}) });
+  })
   .showHelpAfterError()
   .addHelpText(
     'after',
@@ -275,6 +283,33 @@ Examples:
   .action(async (file: string | undefined, opts: { data?: string; listen?: string; visualizer: string | false; watch?: boolean; processes?: boolean; json?: boolean; logLevel: 'debug' | 'info' | 'warn' | 'error'; logJson?: boolean }) => {
     void waitForSignal();
     await runUp(file, { ...opts, waitForSignal });
+  });
+
+const certs = program.command('certs').description('TLS certificates for gwmo deployments');
+certs
+  .command('init <dir>')
+  .description('create a local CA and certificates (server, gateways, devices) for HTTPS on every link; run again to add names')
+  .option('-n, --names <list>', 'comma-separated names to issue certificates for (CN and file name), besides "server"', '')
+  .option('--hosts <list>', 'host names and IP addresses the certificates are valid for', '127.0.0.1,::1,localhost')
+  .option('--days <n>', 'validity in days', (v) => Number(v), 825)
+  .option('--force', 're-issue certificates that exist (the CA is kept)')
+  .option('--json', 'print the paths as JSON')
+  .addHelpText(
+    'after',
+    `
+Examples:
+  $ gwmo certs init .certs --names gw-building,gw-floor1,IMEI:493005100592800
+  $ gwmo server --config server.yaml     # with  tls: { cert: .certs/server.pem, key: .certs/server-key.pem, ca: .certs/ca.pem }
+  $ gwmo devices --server https://127.0.0.1:8443 --ca .certs/ca.pem`,
+  )
+  .action(async (dir: string, opts: { names: string; hosts: string; days: number; force?: boolean; json?: boolean }) => {
+    const list = (v: string): string[] => v.split(',').map((x) => x.trim()).filter(Boolean);
+    const r = await initCerts(dir, { names: list(opts.names), hosts: list(opts.hosts), days: opts.days, ...(opts.force ? { force: true } : {}) });
+    if (opts.json) process.stdout.write(JSON.stringify(r, null, 2) + '\n');
+    else {
+      process.stdout.write(`${r.caCreated ? 'created' : 'kept'} CA ${r.ca} (key ${r.caKey}, keep it private)\n`);
+      process.stdout.write(table(['name', 'certificate', 'key', ''], r.certs.map((c) => [c.name, c.cert, c.key, c.created ? 'created' : 'kept'])) + '\n');
+    }
   });
 
 // One gateway of `gwmo up --processes`, spawned by it with an IPC channel (hidden: not run by hand).

@@ -103,6 +103,7 @@ export async function runUp(file: string | undefined, opts: UpOptions): Promise<
     server: run.urls.dm,
     ...(run.urls.api ? { api: run.urls.api } : {}),
     ...(viz ? { visualizer: viz.url } : {}),
+    ...(run.tls ? { tls: run.tls } : {}),
     processes: !!opts.processes,
     gateways: await Promise.all([...run.parts.values()].map(async (g) => ({ id: g.id, south: g.southUrl, pid: g.pid, devices: await g.associationCount() }))),
     warnings: run.warnings,
@@ -114,6 +115,9 @@ export async function runUp(file: string | undefined, opts: UpOptions): Promise<
       `  DM server   ${run.urls.dm}`,
       ...(run.urls.api ? [`  API         ${run.urls.api}    (gwmo --server ${run.urls.api.replace(/\/api$/, '')} ...)`] : []),
       ...(viz ? [`  visualizer  ${viz.url}    (live actors and state machines; open it in a browser)`] : []),
+      ...(run.tls
+        ? [`  TLS         every link is HTTPS (CA ${run.tls.ca}); the CLI needs:`, `              --ca ${run.tls.ca} --cert ${run.tls.operator.cert} --key ${run.tls.operator.key}`]
+        : []),
       `  logs        ${logFile}`,
       ...run.warnings.map((w) => `  warning     ${w}`),
       'Ctrl-C stops it.',

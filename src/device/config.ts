@@ -3,6 +3,7 @@
  * the server, where it listens for Package 0, and extra nodes of its management tree.
  */
 import { z } from 'zod';
+import { tlsServerSchema } from '../transport/tls.ts';
 import { authTypeSchema } from '../config.ts';
 
 const authType = authTypeSchema;
@@ -57,6 +58,11 @@ export const deviceConfigSchema = z.object({
     serverAuthType: authType.default('syncml:auth-md5' as const),
     clientNonce: z.string().default(''),
     serverNonce: z.string().default(''),
+    /** HTTPS to the server: the CA its certificate must chain to (system CAs without it) ... */
+    ca: z.string().min(1).optional(),
+    /** ... and this device's own certificate and key, for servers that ask for one (mutual TLS). */
+    cert: z.string().min(1).optional(),
+    key: z.string().min(1).optional(),
   }).optional(),
   /** DM bootstrap (notes §2.5): the PIN that keys the HMAC of bootstrap messages; without it bootstrap is refused. */
   bootstrap: z.object({ pin: z.string().min(4).optional() }).default({}),
@@ -76,8 +82,12 @@ export const deviceConfigSchema = z.object({
        * DevInfo/Ext/PublicNotifyURI; a Package 0 arriving there is checked exactly like any other.
        */
       public: z.object({ listen: z.union([z.string(), z.number()]).optional(), url: z.string().url().optional() }).optional(),
+      /** HTTPS on the Package 0 listener(s). */
+      tls: tlsServerSchema.optional(),
     })
     .default({ listen: '127.0.0.1:0', path: '/notify', advertise: true, bootstrapPath: '/bootstrap' }),
+  /** Allow syncml:auth-basic over plain HTTP to a non-loopback server (refused otherwise: the password would travel readable). */
+  allowBasicOverHttp: z.boolean().default(false),
   /** Seconds to wait for each server answer. */
   requestTimeout: z.number().positive().default(30),
   nodes: z.array(deviceNodeSchema).default([]),

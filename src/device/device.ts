@@ -19,7 +19,7 @@ import { memoryStore, openStore, type Store } from '../store/store.ts';
 import { executeCommands, type ExecutorContext, type Reply, type UiHandler } from '../tree/executor.ts';
 import { installStandardObjects, readAccounts, readDevInfo, storeNonce, type DmAccount, type DmAuthType } from '../tree/standard.ts';
 import { DmTree, LOCAL, type NodeRecord } from '../tree/tree.ts';
-import { listen, post, readBody, type Listener } from '../transport/http.ts';
+import { basicInTheClear, listen, post, readBody, type Listener } from '../transport/http.ts';
 import { clientSessionMachine, type ClientSessionOutput } from '../../machines/client-session.ts';
 import type { DeviceConfig } from './config.ts';
 import { nonceCandidates } from '../codec/auth.ts';
@@ -176,11 +176,27 @@ export class SimDevice {
     return this.tree.onExec(uri, handler);
   }
 
+  /**
+   * syncml:auth-basic sends the password itself: never over plain HTTP to a host that is not this
+   * machine, unless the config says `allowBasicOverHttp: true` (SECCONF-001).
+   */
+  private refuseBasicInTheClear(address: string, type: string): void {
+    const why = basicInTheClear(address, type);
+    if (!why) return;
+    if (this.config.allowBasicOverHttp) {
+      this.log.warn(`${why} (allowBasicOverHttp is set)`);
+      return;
+    }
+    this.log.error(`refusing to send credentials: ${why}`);
+    throw new GwError('DEVICE_BASIC_CLEARTEXT', `refusing to send credentials: ${why}; use https, MD5 or HMAC, or set allowBasicOverHttp: true`);
+  }
+
   /** Starts the Package 0 listener (and the public one, when configured); returns its URL. */
   async start(): Promise<string> {
-    this.listener = await listen(this.config.notify.listen, (req, res) => this.onHttp(req, res, 'local'));
+    const tls = { tls: this.config.notify.tls };
+    this.listener = await listen(this.config.notify.listen, (req, res) => this.onHttp(req, res, 'local'), tls);
     const pub = this.config.notify.public;
-    if (pub?.listen !== undefined) this.publicListener = await listen(pub.listen, (req, res) => this.onHttp(req, res, 'public'));
+    if (pub?.listen !== undefined) this.publicListener = await listen(pub.listen, (req, res) => this.onHttp(req, res, 'public'), tls);
     this.log.info(`device listening for Package 0`, { url: this.notifyUrl, ...(this.publicNotifyUrl ? { public: this.publicNotifyUrl } : {}) });
     return this.notifyUrl;
   }
@@ -373,6 +389,7 @@ export class SimDevice {
     alerts: Omit<AlertCommand, 'cmdID'>[],
   ): Promise<DeviceSessionRecord> {
     if (!acct.address || !acct.client || !acct.server) throw new GwError('DEVICE_ACCOUNT', `account ${acct.serverId} is incomplete`);
+    this.refuseBasicInTheClear(acct.address, toAuthType(acct.client.type));
     const startedAt = new Date().toISOString();
     const devInfoValues = await readDevInfo(this.tree);
     const devInfo: Record<string, string> = {
@@ -421,7 +438,8 @@ export class SimDevice {
         exchange: async (out) => {
           const headers: Record<string, string> = { 'content-type': CONTENT_TYPES[encoding], accept: CONTENT_TYPES[encoding] };
           if (out.hmacHeader) headers[HMAC_HEADER] = out.hmacHeader;
-          const res = await post(out.url, out.body, headers, this.config.requestTimeout * 1000);
+          const s = this.config.server;
+          const res = await post(out.url, out.body, headers, this.config.requestTimeout * 1000, s ? { ...(s.ca ? { ca: s.ca } : {}), ...(s.cert ? { cert: s.cert } : {}), ...(s.key ? { key: s.key } : {}) } : undefined);
           if (res.status !== 200) {
             throw new GwError('DEVICE_HTTP', `server answered HTTP ${res.status}: ${Buffer.from(res.body).toString('utf8').slice(0, 200)}`);
           }

@@ -4,6 +4,7 @@
  * identity it presents to devices, and the end devices associated in advance.
  */
 import { z } from 'zod';
+import { tlsServerSchema, type TlsClientConfig } from '../transport/tls.ts';
 import { authTypeSchema } from '../config.ts';
 import { adapterConfigSchema } from '../../adapters/index.ts';
 
@@ -65,9 +66,18 @@ export const gatewayConfigSchema = z.object({
     authType: authTypeSchema.default('syncml:auth-md5' as const),
     serverSecret: z.string().min(1),
     serverAuthType: authTypeSchema.default('syncml:auth-md5' as const),
+    /** HTTPS to the parent: the CA its certificate must chain to, and this gateway's own certificate and key for mutual TLS. */
+    ca: z.string().min(1).optional(),
+    cert: z.string().min(1).optional(),
+    key: z.string().min(1).optional(),
   }),
   /** Southbound DM endpoint for proxy-mode devices and child gateways. */
   listen: z.union([z.string(), z.number()]).default('127.0.0.1:0'),
+  /**
+   * HTTPS on the southbound listener (DM endpoint, image store, relay) and the Package 0 listener;
+   * `tls.ca` (else `parent.ca`) is what the gateway trusts when it pushes to its devices.
+   */
+  tls: tlsServerSchema.optional(),
   path: z.string().startsWith('/').default('/dm'),
   /** The server identity the gateway presents to its devices. */
   serverId: z.string().min(1),
@@ -123,3 +133,14 @@ export const gatewayConfigSchema = z.object({
 export type GatewayConfig = z.output<typeof gatewayConfigSchema>;
 /** A validated association. */
 export type AssociationConfig = z.output<typeof associationConfigSchema>;
+
+/** The TLS client settings a gateway uses towards its parent (sessions, image downloads). */
+export function parentTls(c: GatewayConfig): TlsClientConfig {
+  return { ...(c.parent.ca ? { ca: c.parent.ca } : {}), ...(c.parent.cert ? { cert: c.parent.cert } : {}), ...(c.parent.key ? { key: c.parent.key } : {}) };
+}
+
+/** What a gateway trusts when it connects to its devices (Package 0 relay, bootstrap): `tls.ca`, else `parent.ca`. */
+export function southTrust(c: GatewayConfig): TlsClientConfig | undefined {
+  const ca = c.tls?.ca ?? c.parent.ca;
+  return ca ? { ca } : undefined;
+}

@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HMAC_HEADER, toAAuthType } from '../codec/auth.ts';
 import { post, readBody } from '../transport/http.ts';
+import { tlsFetch, type TlsClientConfig } from '../transport/tls.ts';
 import { GwError, describeError } from '../errors.ts';
 import { accountNodes, encodeBootstrap } from '../codec/bootstrap.ts';
 import { createLogger, type Logger } from '../log.ts';
@@ -28,7 +29,7 @@ import type { Reply } from '../tree/executor.ts';
 import { gatewayMachine } from '../../machines/gateway.ts';
 import type { AssociationInput } from '../../machines/association.ts';
 import { AssociationStore, type AssociationRecord } from './associations.ts';
-import { MODES, associationConfigSchema, type AssociationConfig, type GatewayConfig } from './config.ts';
+import { MODES, associationConfigSchema, parentTls, southTrust, type AssociationConfig, type GatewayConfig } from './config.ts';
 import { EDTRIGGER_ROOT, createEdTriggerPlugin, type TriggerRecord } from './edtrigger.ts';
 import { DEVICES_ROOT, RECORDS_ROOT, SUMMARY_ROOT, createDevicesPlugin, createRecordsPlugin, createSummaryPlugin } from './inventory.ts';
 import { GROUPS_ROOT, GroupStore, type GroupRecord } from './groups.ts';
@@ -126,7 +127,11 @@ export class Gateway {
     this.actor.start();
     for (const a of config.adapters) {
       if (this.adapters.has(a.name)) throw new GwError('CONFIG_ADAPTER', `two adapters are named "${a.name}"`);
-      this.adapters.set(a.name, createAdapter(a));
+      // Simulated devices download images from this gateway's store: they trust what the gateway
+      // trusts and, simulated by the gateway, present its certificate where its listener asks for one.
+      const trust = southTrust(config)?.ca;
+      const own = config.tls && config.tls.clientAuth !== 'none' ? { cert: config.tls.cert, key: config.tls.key } : {};
+      this.adapters.set(a.name, createAdapter(a.type === 'sim' && !a.ca && trust ? { ...a, ca: trust, ...own } : a));
     }
   }
 
@@ -144,6 +149,7 @@ export class Gateway {
     const south = await DmServer.create({
       config: serverConfigSchema.parse({
         listen: c.listen,
+        ...(c.tls ? { tls: c.tls } : {}),
         path: c.path,
         serverId: c.serverId,
         serverSecret: c.serverSecret,
@@ -155,7 +161,7 @@ export class Gateway {
       logger: log.child('south'),
       ...(opts.inspect ? { inspect: opts.inspect } : {}),
       // The image store's downloads (LocalURL) and the transparent-mode relay share the southbound listener.
-      extraRoute: async (req, res, url) => (await gateway!.images.handle(req, res, url)) || (c.relay ? relayHttp(c.relay, req, res, url, log) : false),
+      extraRoute: async (req, res, url) => (await gateway!.images.handle(req, res, url)) || (c.relay ? relayHttp(c.relay, req, res, url, log, southTrust(c)) : false),
       onSessionEnded: (deviceId, reason) => gateway?.onSouthSessionEnded(deviceId, reason),
     });
     const north = await SimDevice.create({
@@ -166,7 +172,7 @@ export class Gateway {
         devInfo: { man: 'gwmo', mod: 'gwmo-gateway', dmV: '1.2', lang: 'en-US' },
         devDetail: { devTyp: 'gateway', oem: 'gwmo', fwV: '0.1.0', swV: '0.1.0', hwV: 'sim' },
         server: c.parent,
-        notify: { listen: c.notify.listen, path: c.notify.path, advertise: true },
+        notify: { listen: c.notify.listen, path: c.notify.path, advertise: true, ...(c.tls ? { tls: { ...c.tls, clientAuth: 'none' as const } } : {}) },
         requestTimeout: c.requestTimeout,
         nodes: [],
       }),
@@ -624,7 +630,7 @@ export class Gateway {
       return 404;
     }
     try {
-      const res = await fetch(url, { method: 'POST', body: p0, headers: { 'content-type': NOTIFICATION_CONTENT_TYPE }, signal: AbortSignal.timeout(5000) });
+      const res = await tlsFetch(url, { method: 'POST', body: p0, headers: { 'content-type': NOTIFICATION_CONTENT_TYPE }, signal: AbortSignal.timeout(5000) }, southTrust(this.config));
       await res.arrayBuffer();
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
       this.log.info(`Package 0 forwarded to ${deviceId}`, { url });
@@ -716,6 +722,7 @@ export class Gateway {
       settings: this.store.section('image-settings'),
       defaults: { enabled: ic.enabled, dedup: ic.dedup, quotaBytes: ic.quotaBytes, urlLifetime: ic.urlLifetime },
       baseUrl: () => this.south.url,
+      tls: parentTls(this.config),
       log: this.log.child('images'),
       onDownloadDone: (name, status, correlator) =>
         void this.queueAlert({
@@ -849,7 +856,7 @@ export class Gateway {
       }),
     });
     try {
-      const res = await fetch(address, { method: 'POST', body, headers: { 'content-type': contentType }, signal: AbortSignal.timeout(5000) });
+      const res = await tlsFetch(address, { method: 'POST', body, headers: { 'content-type': contentType }, signal: AbortSignal.timeout(5000) }, southTrust(this.config));
       await res.arrayBuffer();
       if (!res.ok) {
         this.log.warn(`bootstrap of ${deviceId} refused by the device: HTTP ${res.status}`);
@@ -903,6 +910,7 @@ async function relayHttp(
   res: ServerResponse,
   url: URL,
   log: Logger,
+  tls: TlsClientConfig | undefined,
 ): Promise<boolean> {
   if (url.pathname !== relay.path) return false;
   if (req.method !== 'POST') {
@@ -922,7 +930,7 @@ async function relayHttp(
     if (typeof v === 'string') headers[h] = v;
   }
   try {
-    const up = await post(relay.upstream, body, headers, 60_000);
+    const up = await post(relay.upstream, body, headers, 60_000, tls);
     const out: Record<string, string> = {};
     for (const h of ['content-type', HMAC_HEADER, 'cache-control']) {
       const v = up.headers.get(h);

@@ -21,7 +21,8 @@ import { pipeline } from 'node:stream/promises';
 import { DmStatusError, GwError, describeError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Section } from '../store/store.ts';
-import type { ExecArgs, ExecResult, OpResult, PluginNodeView, PluginWrite, TreePlugin } from '../tree/tree.ts';
+import type { ExecArgs, ExecResult, OpResult, PluginNodeView, PluginWrite, TreePlugin } from '../tree/tree.ts';import { tlsFetch, type TlsClientConfig } from '../transport/tls.ts';
+
 
 /** Where the MO is mounted. */
 export const IMAGES_ROOT = './GwMO/ImageInventory';
@@ -92,6 +93,8 @@ export interface ImageStoreOptions {
   syncWaitMs?: number;
   /** A download that receives nothing for this long is aborted (default 60000 ms). */
   fetchTimeoutMs?: number;
+  /** TLS for https sources (the parent's store): the CA to trust and, for mutual TLS, this gateway's certificate. */
+  tls?: TlsClientConfig;
 }
 
 const GiB = 1024 * 1024 * 1024;
@@ -577,7 +580,7 @@ export class ImageStore {
     let fh: Awaited<ReturnType<typeof open>> | undefined;
     try {
       arm();
-      const res = await fetch(url, { signal: ctl.signal, redirect: 'follow' });
+      const res = await tlsFetch(url, { signal: ctl.signal, redirect: 'follow' }, this.opts.tls);
       if (!res.ok || !res.body) {
         await res.body?.cancel().catch(() => {});
         throw new GwError('GW_IMAGE_SOURCE_HTTP', `source answered HTTP ${res.status}`);

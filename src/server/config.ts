@@ -3,6 +3,7 @@
  * clients, and the client accounts it accepts.
  */
 import { z } from 'zod';
+import { tlsServerSchema } from '../transport/tls.ts';
 import { authTypeSchema } from '../config.ts';
 
 const authType = authTypeSchema;
@@ -41,6 +42,13 @@ export const accountSchema = z.object({
 export const serverConfigSchema = z
   .object({
     listen: z.union([z.string(), z.number()]).default('127.0.0.1:8080'),
+    /** HTTPS on the listener (DM endpoint and operator API); `tls.ca` is also what outbound pushes trust. */
+    tls: tlsServerSchema.optional(),
+    /**
+     * syncml:auth-basic sends the password itself: over plain HTTP to an address that is not
+     * loopback it is refused unless this is set (SECCONF-001).
+     */
+    allowBasicOverHttp: z.boolean().default(false),
     path: z.string().startsWith('/').default('/dm'),
     serverId: z.string().min(1),
     serverSecret: z.string().min(1),

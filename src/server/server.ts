@@ -16,13 +16,14 @@ import { createLogger, type Logger } from '../log.ts';
 import { hdrStatus, numberCommands } from '../session/common.ts';
 import { DEFERRED_MARK, ServerSession, type AccountNonces, type ServerAccount } from '../session/server-session.ts';
 import { openStore, type Section, type Store } from '../store/store.ts';
-import { listen, readBody, type Listener } from '../transport/http.ts';
+import { isLoopback, listen, parseListen, readBody, type Listener } from '../transport/http.ts';
 import { dmServerMachine, type SessionMessageEvent } from '../../machines/server-session.ts';
 import type { AccountConfig, ServerConfig } from './config.ts';
 import { CommandQueue, type DeviceAlert, type QueueEntry, type RouteChoice, type RouteKind } from './queue.ts';
 import type { Outgoing } from '../session/common.ts';
 import { mapItems, prefixUri, stripPrefix } from '../session/route.ts';
 import { handleApi } from './api.ts';
+import { peerIdentity, tlsFetch } from '../transport/tls.ts';
 
 /** What the server remembers of a device between sessions. */
 export interface DeviceRecord {
@@ -151,9 +152,30 @@ export class DmServer {
     return new DmServer(opts, store, queue, !opts.store);
   }
 
+  /**
+   * syncml:auth-basic carries the password itself (B64 of user:password): over plain HTTP on an
+   * address other than loopback anyone on the path reads it (SECCONF-001). Refused unless the
+   * config says `allowBasicOverHttp: true`.
+   */
+  private refuseBasicInTheClear(): void {
+    if (this.config.tls) return;
+    const { host } = parseListen(this.config.listen);
+    if (isLoopback(host)) return;
+    const basic = [...this.accounts.values()].filter((a) => a.authType === 'syncml:auth-basic').map((a) => a.deviceId);
+    const serverBasic = this.config.serverAuthType === 'syncml:auth-basic';
+    if (!basic.length && !serverBasic) return;
+    const what = serverBasic ? 'the server authenticates itself with syncml:auth-basic' : `accounts ${basic.join(', ')} use syncml:auth-basic`;
+    if (this.config.allowBasicOverHttp) {
+      this.log.warn(`${what} over plain HTTP on ${host}: passwords cross the network readable (allowBasicOverHttp is set)`);
+      return;
+    }
+    throw new GwError('CONFIG_BASIC_CLEARTEXT', `refusing to start: ${what}, and the listener ${host} is plain HTTP on a non-loopback address, where the passwords would cross the network readable; configure tls, use syncml:auth-md5 or HMAC, or set allowBasicOverHttp: true`);
+  }
+
   /** Starts listening; returns the base URL. */
   async start(): Promise<string> {
-    this.listener = await listen(this.config.listen, (req, res) => this.routeHttp(req, res));
+    this.refuseBasicInTheClear();
+    this.listener = await listen(this.config.listen, (req, res) => this.routeHttp(req, res), { tls: this.config.tls });
     this.log.info(`DM server ${this.config.serverId} listening`, { url: this.url, accounts: this.accounts.size });
     return this.listener.url;
   }
@@ -605,12 +627,7 @@ export class DmServer {
   private async pushPackage0(deviceId: string, url: string, p0: Uint8Array, hex: string): Promise<void> {
     this.announced.set(hex, deviceId);
     try {
-      const res = await fetch(url, {
-        method: 'POST',
-        body: p0,
-        headers: { 'content-type': NOTIFICATION_CONTENT_TYPE },
-        signal: AbortSignal.timeout(5000),
-      });
+      const res = await tlsFetch(url, { method: 'POST', body: p0, headers: { 'content-type': NOTIFICATION_CONTENT_TYPE }, signal: AbortSignal.timeout(5000) }, this.config.tls?.ca ? { ca: this.config.tls.ca } : undefined);
       await res.arrayBuffer();
       if (!res.ok) throw new GwError('SERVER_NOTIFY', `device answered HTTP ${res.status}`);
       this.log.info(`Package 0 sent to ${deviceId}`, { sessionId: hex, url });
@@ -700,6 +717,13 @@ export class DmServer {
       return;
     }
     const deviceId = msg.hdr.source.locURI;
+    // Mutual TLS: a verified client certificate names the device (CN = DevId); it cannot speak for another.
+    const certId = peerIdentity(req.socket);
+    if (certId !== undefined && certId !== deviceId) {
+      this.log.warn(`message refused: the client certificate (CN=${certId}) does not belong to ${deviceId}`);
+      res.writeHead(403, { 'content-type': 'text/plain', connection: 'close' }).end(`client certificate CN=${certId} does not match the message's source ${deviceId}`);
+      return;
+    }
     const key = `${deviceId}|${msg.hdr.sessionID}`;
     let session = this.sessions.get(key);
     if (!session) {

@@ -14,6 +14,7 @@ import { OwnGatewaySim } from '../../adapters/own/sim.ts';
 import { deviceConfigSchema } from '../device/config.ts';
 import { SimDevice } from '../device/device.ts';
 import { describeError, GwError } from '../errors.ts';
+import { certFileName } from '../transport/certs.ts';
 import { gatewayConfigSchema, type AssociationConfig } from '../gateway/config.ts';
 import { Gateway } from '../gateway/gateway.ts';
 import type { Logger } from '../log.ts';
@@ -25,6 +26,27 @@ export interface ParentLink {
   url: string;
   serverId: string;
   serverSecret: string;
+  /** The CA its https certificate chains to (topologies with `tls`). */
+  ca?: string;
+}
+
+/** A topology's TLS material (`tls: true`): the CA and the certificates `initCerts` made in `dir`. */
+export interface TopologyTls {
+  dir: string;
+  ca: string;
+  clientAuth: 'none' | 'request' | 'require';
+}
+
+/** The certificate and key files of `name` in a topology's certificate directory. */
+export function certOf(tls: TopologyTls, name: string): { cert: string; key: string } {
+  const base = join(tls.dir, certFileName(name));
+  return { cert: `${base}.pem`, key: `${base}-key.pem` };
+}
+
+/** Client TLS towards a parent: its CA, and this part's own certificate (mutual TLS). */
+function clientTls(tls: TopologyTls | undefined, link: ParentLink, name: string): Record<string, string> {
+  if (!tls && !link.ca) return {};
+  return { ...(link.ca ? { ca: link.ca } : {}), ...(tls ? certOf(tls, name) : {}) };
 }
 
 /** What starting one gateway needs from the topology run around it. */
@@ -35,6 +57,8 @@ export interface PartEnv {
   log: Logger;
   /** The DM server's endpoint: transparent-mode devices are clients of the server itself. */
   top: ParentLink;
+  /** HTTPS on every link (topology `tls`). */
+  tls?: TopologyTls;
   inspect?: (event: InspectionEvent) => void;
   /** One start step done (progress display). */
   step(what: string): void;
@@ -122,7 +146,7 @@ export async function startGatewayPart(env: PartEnv, g: TopologyGateway, parent:
         associations.push({ deviceId: devId, mode: 'proxy', username: devId, secret: derivedSecret(secret, 'south', devId), authType: 'syncml:auth-md5' });
       } else {
         // A transparent device is a client of the server itself; it must listen before its gateway knows its address.
-        const dev = await startDevice(env, d, devId, { url: parentOfTop.url, serverId: parentOfTop.serverId, serverSecret: parentOfTop.serverSecret, username: devId, secret: derivedSecret(secret, 'north', devId) });
+        const dev = await startDevice(env, d, devId, { ...parentOfTop, username: devId, secret: derivedSecret(secret, 'north', devId) });
         transparent.push({ id: devId, dev });
         associations.push({ deviceId: devId, mode: 'transparent', notify: dev.notifyUrl, serverId: parentOfTop.serverId });
       }
@@ -131,8 +155,9 @@ export async function startGatewayPart(env: PartEnv, g: TopologyGateway, parent:
   const gw = await Gateway.create({
     config: gatewayConfigSchema.parse({
       id: g.id,
-      parent: { url: parent.url, serverId: parent.serverId, username: g.id, secret: derivedSecret(secret, 'north', g.id), authType: 'md5', serverSecret: parent.serverSecret, serverAuthType: 'md5' },
+      parent: { url: parent.url, serverId: parent.serverId, username: g.id, secret: derivedSecret(secret, 'north', g.id), authType: 'md5', serverSecret: parent.serverSecret, serverAuthType: 'md5', ...clientTls(env.tls, parent, g.id) },
       listen: g.listen,
+      ...(env.tls ? { tls: { ...certOf(env.tls, g.id), ca: env.tls.ca, clientAuth: env.tls.clientAuth } } : {}),
       serverId: south.serverId,
       serverSecret: south.serverSecret,
       serverAuthType: 'md5',
@@ -158,7 +183,7 @@ export async function startGatewayPart(env: PartEnv, g: TopologyGateway, parent:
   for (const d of g.devices) {
     if (d.mode !== 'proxy') continue;
     for (const devId of deviceIds(d)) {
-      const dev = await startDevice(env, d, devId, { url: gw.southUrl, serverId: south.serverId, serverSecret: south.serverSecret, username: devId, secret: derivedSecret(secret, 'south', devId) });
+      const dev = await startDevice(env, d, devId, { url: gw.southUrl, serverId: south.serverId, serverSecret: south.serverSecret, ...(env.tls ? { ca: env.tls.ca } : {}), username: devId, secret: derivedSecret(secret, 'south', devId) });
       await dev.connect().catch((err: unknown) => log.warn(`${devId}: first session failed: ${describeError(err)}`));
       env.step(`device ${devId} (proxy)`);
     }
@@ -168,13 +193,14 @@ export async function startGatewayPart(env: PartEnv, g: TopologyGateway, parent:
 }
 
 /** Starts one simulated DM device of a gateway entry. */
-async function startDevice(env: PartEnv, d: TopologyGateway['devices'][number], devId: string, acct: { url: string; serverId: string; serverSecret: string; username: string; secret: string }): Promise<SimDevice> {
+async function startDevice(env: PartEnv, d: TopologyGateway['devices'][number], devId: string, acct: ParentLink & { username: string; secret: string }): Promise<SimDevice> {
   const dev = await SimDevice.create({
     config: deviceConfigSchema.parse({
       deviceId: devId,
       encoding: d.encoding,
       devInfo: { mod: d.model },
-      server: { serverId: acct.serverId, url: acct.url, username: acct.username, secret: acct.secret, authType: 'md5', serverSecret: acct.serverSecret, serverAuthType: 'md5' },
+      server: { serverId: acct.serverId, url: acct.url, username: acct.username, secret: acct.secret, authType: 'md5', serverSecret: acct.serverSecret, serverAuthType: 'md5', ...clientTls(env.tls, acct, devId) },
+      ...(env.tls ? { notify: { tls: { ...certOf(env.tls, devId), clientAuth: 'none' } } } : {}),
       nodes: [
         { uri: './Vendor', format: 'node', acl: `Get=*&Replace=${acct.serverId}&Add=${acct.serverId}&Delete=${acct.serverId}&Exec=${acct.serverId}` },
         ...d.nodes,

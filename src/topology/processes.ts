@@ -19,7 +19,7 @@ import { associationConfigSchema, type AssociationConfig } from '../gateway/conf
 import type { Gateway } from '../gateway/gateway.ts';
 import { createLogger, type LogLevel } from '../log.ts';
 import type { SimDevice } from '../device/device.ts';
-import { southOf, startGatewayPart, type ParentLink, type PartEnv } from './part.ts';
+import { southOf, startGatewayPart, type ParentLink, type PartEnv, type TopologyTls } from './part.ts';
 import type { TopologyGateway } from './schema.ts';
 
 /** A running gateway of a topology, in this process or in its own. */
@@ -42,7 +42,7 @@ export function inProcessHandle(gw: Gateway): GatewayHandle {
   return {
     id: gw.config.id,
     southUrl: gw.southUrl,
-    link: { url: gw.southUrl, serverId: gw.config.serverId, serverSecret: gw.config.serverSecret },
+    link: { url: gw.southUrl, serverId: gw.config.serverId, serverSecret: gw.config.serverSecret, ...(gw.config.tls?.ca ? { ca: gw.config.tls.ca } : {}) },
     pid: process.pid,
     associationCount: async () => gw.associations.all().length,
     hasAssociation: async (id) => !!gw.associations.get(id),
@@ -57,7 +57,7 @@ export function inProcessHandle(gw: Gateway): GatewayHandle {
 
 /** Messages from the parent to a gateway process. */
 type ToChild =
-  | { t: 'start'; gateway: TopologyGateway; secret: string; parent: ParentLink; top: ParentLink; dataDir: string; logLevel: LogLevel; logJson: boolean; inspect: boolean }
+  | { t: 'start'; gateway: TopologyGateway; secret: string; parent: ParentLink; top: ParentLink; tls?: TopologyTls; dataDir: string; logLevel: LogLevel; logJson: boolean; inspect: boolean }
   | { t: 'call'; id: number; op: 'associationCount' | 'hasAssociation' | 'associate' | 'forget'; arg?: unknown }
   | { t: 'stop' };
 
@@ -76,6 +76,7 @@ export interface SpawnOptions {
   secret: string;
   parent: ParentLink;
   top: ParentLink;
+  tls?: TopologyTls;
   dataDir: string;
   logLevel?: LogLevel;
   logJson?: boolean;
@@ -166,7 +167,7 @@ export function spawnGatewayProcess(opts: SpawnOptions): Promise<GatewayProcess>
             id,
             child,
             southUrl: m.southUrl,
-            link: { url: m.southUrl, ...south },
+            link: { url: m.southUrl, ...south, ...(opts.tls ? { ca: opts.tls.ca } : {}) },
             pid: child.pid!,
             associationCount: async () => (await call('associationCount')) as number,
             hasAssociation: async (dev) => (await call('hasAssociation', dev)) as boolean,
@@ -205,6 +206,7 @@ export function spawnGatewayProcess(opts: SpawnOptions): Promise<GatewayProcess>
       secret: opts.secret,
       parent: opts.parent,
       top: opts.top,
+      ...(opts.tls ? { tls: opts.tls } : {}),
       dataDir: opts.dataDir,
       logLevel: opts.logLevel ?? 'info',
       logJson: !!opts.logJson,
@@ -247,6 +249,7 @@ export async function runGatewayProcess(): Promise<void> {
       dataDir: start.dataDir,
       log,
       top: start.top,
+      ...(start.tls ? { tls: start.tls } : {}),
       ...(hub ? { inspect: hub.observerFor({ gateway: start.gateway.id }) } : {}),
       step: (what) => send({ t: 'step', what }),
       warn: (message) => {

@@ -153,6 +153,8 @@ const externalServer = z.object({
   serverId: z.string().min(1),
   /** The server's secret towards the gateways. */
   serverSecret: z.string().min(1),
+  /** An https server's CA (PEM file), when it is not one the system trusts. */
+  ca: z.string().min(1).optional(),
 });
 
 /** A topology file. */
@@ -167,6 +169,16 @@ export const topologySchema = z
      */
     secret: z.string().min(8).default('gwmo-demo-secret'),
     server: z.union([externalServer, embeddedServer]).default({ listen: '127.0.0.1:0', serverId: 'gwmo-dms', sessionTimeout: 120 }),
+    /**
+     * HTTPS on every link with one switch: `true`, or `{ clientAuth }`. A local CA and a certificate
+     * per server, gateway and DM device are created under `<data>/certs` (`gwmo certs init`), every
+     * listener serves HTTPS with its own certificate and every client verifies its peer against
+     * that CA (and presents its certificate: mutual TLS when `clientAuth` is `request` or `require`).
+     */
+    tls: z
+      .union([z.boolean(), z.object({ clientAuth: z.enum(['none', 'request', 'require']).default('require') })])
+      .default(false)
+      .describe('HTTPS on every link (true, or { clientAuth: none | request | require })'),
     gateways: z.array(topologyGatewaySchema).min(1),
   })
   .superRefine((t, ctx) => {

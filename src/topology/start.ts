@@ -17,7 +17,8 @@ import type { RemoteModel } from '../inspect/hub.ts';
 import { createLogger, type Logger, type LogLevel } from '../log.ts';
 import { serverConfigSchema } from '../server/config.ts';
 import { DmServer } from '../server/server.ts';
-import { derivedSecret, deviceIds, startGatewayPart, type ParentLink, type PartEnv } from './part.ts';
+import { certOf, derivedSecret, deviceIds, startGatewayPart, type ParentLink, type PartEnv, type TopologyTls } from './part.ts';
+import { initCerts } from '../transport/certs.ts';
 import { inProcessHandle, spawnGatewayProcess, type GatewayHandle, type GatewayProcess } from './processes.ts';
 import type { Topology, TopologyGateway } from './schema.ts';
 
@@ -62,6 +63,8 @@ export interface RunningTopology {
   readonly urls: { dm: string; api?: string };
   /** Things that did not start (e.g. knxd not installed), with the reason. */
   readonly warnings: readonly string[];
+  /** With `tls`: the CA every part trusts and the operator's client certificate (for `gwmo --ca --cert --key`). */
+  readonly tls?: { ca: string; operator: { cert: string; key: string } };
   /**
    * Applies a changed topology: only the gateways whose own definition (devices, adapters, groups,
    * images, settings) or place in the tree changed are restarted, each with its subtree, on the same
@@ -74,6 +77,11 @@ export interface RunningTopology {
 }
 
 export { derivedSecret } from './part.ts';
+
+/** Every name that gets a certificate: the gateways and the simulated DM devices. */
+function allNames(gws: TopologyGateway[]): string[] {
+  return gws.flatMap((g) => [g.id, ...g.devices.flatMap(deviceIds), ...allNames(g.gateways)]);
+}
 
 /** Counts the start steps, for progress. */
 function countSteps(gws: TopologyGateway[]): number {
@@ -137,14 +145,31 @@ export async function startTopology(topology: Topology, opts: StartOptions): Pro
       }
     };
     walkTransparent(topology.gateways);
+    // HTTPS on every link: a local CA and a certificate for each part (kept across restarts).
+    let tls: TopologyTls | undefined;
+    const issue = async (t: Topology): Promise<void> => {
+      if (!t.tls) return;
+      // `operator`: the certificate the CLI presents to the operator API (which requires one with clientAuth require).
+      const r = await initCerts(join(opts.dataDir, 'certs'), { names: ['operator', ...allNames(t.gateways)] });
+      tls = { dir: r.dir, ca: r.ca, clientAuth: t.tls === true ? 'require' : t.tls.clientAuth };
+    };
+    await issue(topology);
     let server: DmServer | undefined;
     let parentOfTop: ParentLink;
     if ('url' in topology.server) {
-      parentOfTop = { url: topology.server.url, serverId: topology.server.serverId, serverSecret: topology.server.serverSecret };
+      parentOfTop = { url: topology.server.url, serverId: topology.server.serverId, serverSecret: topology.server.serverSecret, ...(topology.server.ca ? { ca: topology.server.ca } : {}) };
     } else {
       const serverSecret = derivedSecret(secret, 'server', topology.server.serverId);
       server = await DmServer.create({
-        config: serverConfigSchema.parse({ listen: topology.server.listen, serverId: topology.server.serverId, serverSecret, serverAuthType: 'md5', sessionTimeout: topology.server.sessionTimeout, accounts }),
+        config: serverConfigSchema.parse({
+          listen: topology.server.listen,
+          ...(tls ? { tls: { ...certOf(tls, 'server'), ca: tls.ca, clientAuth: tls.clientAuth } } : {}),
+          serverId: topology.server.serverId,
+          serverSecret,
+          serverAuthType: 'md5',
+          sessionTimeout: topology.server.sessionTimeout,
+          accounts,
+        }),
         dataDir: join(opts.dataDir, 'server'),
         logger: log.child('server'),
         ...(observer({}) ? { inspect: observer({})! } : {}),
@@ -152,7 +177,7 @@ export async function startTopology(topology: Topology, opts: StartOptions): Pro
       await server.start();
       const s = server;
       stops.push(() => s.stop());
-      parentOfTop = { url: server.dmUrl, serverId: topology.server.serverId, serverSecret };
+      parentOfTop = { url: server.dmUrl, serverId: topology.server.serverId, serverSecret, ...(tls ? { ca: tls.ca } : {}) };
     }
     step(server ? `DM server at ${server.url}` : `external DM server ${parentOfTop.url}`);
 
@@ -190,6 +215,7 @@ export async function startTopology(topology: Topology, opts: StartOptions): Pro
       dataDir: opts.dataDir,
       log,
       top: parentOfTop,
+      ...(tls ? { tls } : {}),
       ...(observer({ gateway: gid }) ? { inspect: observer({ gateway: gid })! } : {}),
       step,
       warn: (message) => {
@@ -209,6 +235,7 @@ export async function startTopology(topology: Topology, opts: StartOptions): Pro
           secret,
           parent,
           top: parentOfTop,
+          ...(tls ? { tls } : {}),
           dataDir: opts.dataDir,
           ...(opts.logLevel ? { logLevel: opts.logLevel } : {}),
           ...(opts.logJson ? { logJson: true } : {}),
@@ -234,7 +261,8 @@ export async function startTopology(topology: Topology, opts: StartOptions): Pro
 
     const reload = async (next: Topology): Promise<{ restarted: string[]; added: string[]; removed: string[] }> => {
       const fixed = (t: Topology): string => JSON.stringify([t.server, t.secret, t.name]);
-      if (fixed(next) !== fixed(current)) throw new GwError('TOPOLOGY_RELOAD', 'the server, secret or name changed: stop and start again');
+      if (fixed(next) !== fixed(current) || JSON.stringify(next.tls) !== JSON.stringify(current.tls)) throw new GwError('TOPOLOGY_RELOAD', 'the server, secret, name or tls changed: stop and start again');
+      await issue(next); // certificates for added gateways and devices
       type Entry = { node: TopologyGateway; parent: string | undefined };
       const index = (t: Topology): Map<string, Entry> => {
         const m = new Map<string, Entry>();
@@ -331,6 +359,7 @@ export async function startTopology(topology: Topology, opts: StartOptions): Pro
       devices,
       urls: { dm: parentOfTop.url, ...(server ? { api: `${server.url}/api` } : {}) },
       warnings,
+      ...(tls ? { tls: { ca: (tls as TopologyTls).ca, operator: certOf(tls as TopologyTls, 'operator') } } : {}),
       reload,
       stop: stopAll,
     };

@@ -3,8 +3,10 @@
  * (oversized requests are refused before they are buffered) and a client POST with a timeout.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { GwError } from '../errors.ts';
+import { serverTlsOptions, tlsFetch, type TlsClientConfig, type TlsServerConfig } from './tls.ts';
 
 /** Bytes past the limit that readBody still reads (and discards) so the 413 can reach the client. */
 const DRAIN_LIMIT = 1024 * 1024;
@@ -56,6 +58,23 @@ export function parseListen(listen: string | number): { host: string; port: numb
   return { host, port };
 }
 
+/** Whether a host (name or address) is this machine's loopback. */
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h === '::1' || /^127\./.test(h) || h === '::ffff:127.0.0.1';
+}
+
+/**
+ * Why sending (or accepting) syncml:auth-basic credentials at `url` would expose the password — plain
+ * HTTP to a host other than loopback — or undefined when it is safe (https, loopback, another scheme).
+ */
+export function basicInTheClear(url: string, authType: string): string | undefined {
+  if (authType !== 'syncml:auth-basic') return undefined;
+  const u = new URL(url);
+  if (u.protocol !== 'http:' || isLoopback(u.hostname)) return undefined;
+  return `syncml:auth-basic over plain HTTP to ${u.host}: the password would cross the network readable`;
+}
+
 /** A running HTTP listener. */
 export interface Listener {
   server: Server;
@@ -66,20 +85,22 @@ export interface Listener {
   close(): Promise<void>;
 }
 
-/** Starts an HTTP server on `listen` with the given handler; errors in the handler become 500s. */
+/** Starts an HTTP server (HTTPS with `tls`) on `listen` with the given handler; errors in the handler become 500s. */
 export async function listen(
   address: string | number,
   handler: (req: IncomingMessage, res: ServerResponse) => Promise<void>,
+  opts: { tls?: TlsServerConfig | undefined } = {},
 ): Promise<Listener> {
   const { host, port } = parseListen(address);
-  const server = createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     handler(req, res).catch((err: unknown) => {
       if (!res.headersSent) {
         res.writeHead(500, { 'content-type': 'text/plain' });
         res.end(`internal error: ${err instanceof Error ? err.message : String(err)}`);
       } else res.destroy();
     });
-  });
+  };
+  const server: Server = opts.tls ? createHttpsServer(serverTlsOptions(opts.tls), onRequest) : createServer(onRequest);
   server.keepAliveTimeout = 5000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -94,7 +115,7 @@ export async function listen(
     server,
     host: addr.address,
     port: addr.port,
-    url: `http://${shownHost}:${addr.port}`,
+    url: `${opts.tls ? 'https' : 'http'}://${shownHost}:${addr.port}`,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
@@ -110,12 +131,13 @@ export interface PostResult {
   body: Uint8Array;
 }
 
-/** POSTs bytes to a URL with a timeout; network errors become GwError `HTTP_UNREACHABLE`. */
-export async function post(url: string, body: Uint8Array, headers: Record<string, string>, timeoutMs = 30_000): Promise<PostResult> {
+/** POSTs bytes to a URL with a timeout (verifying an https peer against `tls`); network errors become GwError `HTTP_UNREACHABLE`, TLS failures `TLS_*`. */
+export async function post(url: string, body: Uint8Array, headers: Record<string, string>, timeoutMs = 30_000, tls?: TlsClientConfig): Promise<PostResult> {
   let res: Response;
   try {
-    res = await fetch(url, { method: 'POST', body, headers, signal: AbortSignal.timeout(timeoutMs) });
+    res = await tlsFetch(url, { method: 'POST', body, headers, signal: AbortSignal.timeout(timeoutMs) }, tls);
   } catch (err) {
+    if (err instanceof GwError) throw err;
     const timedOut = err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError');
     throw new GwError(timedOut ? 'HTTP_TIMEOUT' : 'HTTP_UNREACHABLE', `${timedOut ? 'no answer from' : 'cannot reach'} ${url}`, { cause: err });
   }

@@ -150,7 +150,7 @@ gateways:
     expect(again).toEqual({ restarted: ['gw-child'], added: [], removed: ['gw-extra'] });
     expect(run.gateways.has('gw-extra')).toBe(false);
     expect(top.associations.get('gw-extra')).toBeUndefined();
-    await expect(run.reload(parseTopology(SMALL.replace('name: small', 'name: other'), 'small.yaml'))).rejects.toThrow(/server, secret or name/);
+    await expect(run.reload(parseTopology(SMALL.replace('name: small', 'name: other'), 'small.yaml'))).rejects.toThrow(/server, secret, name or tls/);
   });
 
   it('the embedding example runs the building inside its own process (import from "gwmo")', async () => {
