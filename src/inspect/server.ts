@@ -16,6 +16,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { InspectionHub } from './hub.ts';
+import { createServer as createHttpsServer } from 'node:https';
+import { serverTlsOptions, type TlsServerConfig } from '../transport/tls.ts';
 
 /** Options of `startVisualizer`. */
 export interface VisualizerOptions {
@@ -24,6 +26,8 @@ export interface VisualizerOptions {
   listen?: string;
   /** Milliseconds between batches of updates (default 100). */
   batchMs?: number;
+  /** Serve the page and its websocket over HTTPS (wss). */
+  tls?: TlsServerConfig;
 }
 
 /** A running visualizer. */
@@ -61,7 +65,8 @@ export async function startVisualizer(opts: VisualizerOptions): Promise<Visualiz
   const port = Number(i >= 0 ? listen.slice(i + 1) : listen);
   const viz = vizPath();
 
-  const http = createServer((req, res) => void serve(req, res).catch(() => fail(res, 500, 'internal error')));
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => void serve(req, res).catch(() => fail(res, 500, 'internal error'));
+  const http = opts.tls ? createHttpsServer(serverTlsOptions(opts.tls), onRequest) : createServer(onRequest);
   async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
     if (req.method !== 'GET' && req.method !== 'HEAD') return fail(res, 405, 'method not allowed');
@@ -134,7 +139,7 @@ export async function startVisualizer(opts: VisualizerOptions): Promise<Visualiz
   const addr = http.address();
   const actualPort = typeof addr === 'object' && addr ? addr.port : port;
   return {
-    url: `http://${host.includes(':') ? `[${host}]` : host}:${actualPort}/`,
+    url: `${opts.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${actualPort}/`,
     async close() {
       clearInterval(timer);
       for (const ws of wss.clients) ws.terminate();

@@ -19,6 +19,8 @@ import { serverConfigSchema } from '../../src/server/config.ts';
 import { DmServer } from '../../src/server/server.ts';
 import { parseTopology, startTopology, type RunningTopology } from '../../src/topology/index.ts';
 import { initCerts } from '../../src/transport/certs.ts';
+import { InspectionHub } from '../../src/inspect/hub.ts';
+import { startVisualizer } from '../../src/inspect/server.ts';
 import { basicInTheClear } from '../../src/transport/http.ts';
 import { tlsFetch } from '../../src/transport/tls.ts';
 import { memoryLogger, tempDir } from '../support/fixtures.ts';
@@ -216,6 +218,18 @@ describe('HTTPS on every link (topology tls: true)', () => {
     expect(r2.caCreated).toBe(false);
     expect(await readFile(r.ca, 'utf8')).toBe(caBefore);
     expect(r2.certs).toEqual([expect.objectContaining({ name: 'server', created: false }), expect.objectContaining({ name: 'gw-b', created: true })]);
+  });
+
+  it('the live visualizer serves its page and model over HTTPS when given a tls block', async () => {
+    const tmp = await tempDir('gwmo-viz-tls-');
+    cleanups.push(tmp.cleanup);
+    const certs = await initCerts(tmp.dir, {});
+    const server = certs.certs.find((c) => c.name === 'server')!;
+    const viz = await startVisualizer({ hub: new InspectionHub(), tls: { cert: server.cert, key: server.key, clientAuth: 'none' } });
+    cleanups.push(() => viz.close());
+    expect(viz.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+\/$/);
+    expect((await tlsFetch(viz.url, {}, { ca: certs.ca })).status).toBe(200);
+    expect((await tlsFetch(new URL('/api/model', viz.url), {}, { ca: certs.ca })).status).toBe(200);
   });
 
   it('refuses syncml:auth-basic in the clear to anything but loopback, unless allowed', async () => {
