@@ -96,15 +96,12 @@ describe('HTTPS on every link (topology tls: true)', () => {
 
     // openssl s_client negotiates TLS 1.2+ with a verified chain; TLS 1.1 is refused.
     const port = new URL(topo.urls.dm).port;
-    const sClient = async (extra: string[]): Promise<string> => {
-      try {
-        const r = await run('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-CAfile', topo!.tls!.ca, '-cert', topo!.tls!.operator.cert, '-key', topo!.tls!.operator.key, ...extra], { timeout: 10_000, input: '' } as never);
-        return `${r.stdout}${r.stderr}`;
-      } catch (err) {
-        const e = err as { stdout?: string; stderr?: string };
-        return `${e.stdout ?? ''}${e.stderr ?? ''}`;
-      }
-    };
+    // stdin at EOF: s_client ends right after the handshake instead of waiting for input.
+    const sClient = (extra: string[]): Promise<string> =>
+      new Promise((resolve) => {
+        const p = execFile('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-CAfile', topo!.tls!.ca, '-cert', topo!.tls!.operator.cert, '-key', topo!.tls!.operator.key, ...extra], { timeout: 10_000 }, (_err, stdout, stderr) => resolve(`${stdout}${stderr}`));
+        p.stdin?.end();
+      });
     const ok = await sClient(['-brief']);
     expect(ok).toMatch(/Protocol version: TLSv1\.[23]/);
     expect(ok).toMatch(/Verification: OK/);
