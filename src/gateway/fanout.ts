@@ -112,6 +112,8 @@ export interface FanoutDeps {
   behindChild(deviceId: string): string | undefined;
   /** This gateway's image store: the LocalURL and hash of a stored image. */
   image(name: string): { url: string; hash?: string } | undefined;
+  /** Each member result as it is recorded (metrics). */
+  onMemberResult?(status: number): void;
   /** xstate inspection observer for the job actors. */
   inspect?: (event: InspectionEvent) => void;
 }
@@ -585,6 +587,7 @@ export class FanoutService {
   private record(j: JobRecord, key: string, result: MemberResult): void {
     // Legs still finishing while the gateway stops are not written: they run again on resume.
     if (this.stopped) return;
+    this.deps.onMemberResult?.(result.status);
     this.resultsOf(j.name).set(key, result);
     this.pendingWrites.push([`${j.name}\u0000${key}`, result]);
     if (this.pendingWrites.length >= 1000) void this.flush();

@@ -11,6 +11,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HMAC_HEADER, toAAuthType } from '../codec/auth.ts';
 import { post, readBody } from '../transport/http.ts';
 import { tlsFetch, type TlsClientConfig } from '../transport/tls.ts';
+import { Counter, Gauge } from 'prom-client';
 import { GwError, describeError } from '../errors.ts';
 import { accountNodes, encodeBootstrap } from '../codec/bootstrap.ts';
 import { createLogger, type Logger } from '../log.ts';
@@ -158,6 +159,7 @@ export class Gateway {
       }),
       store,
       learnRoutes: false,
+      metricsLabels: { gateway: c.id },
       logger: log.child('south'),
       ...(opts.inspect ? { inspect: opts.inspect } : {}),
       // The image store's downloads (LocalURL) and the transparent-mode relay share the southbound listener.
@@ -689,8 +691,32 @@ export class Gateway {
   /** Opens the fanout jobs, the image store and the descendant index. */
   private async openServices(): Promise<void> {
     for (const [id, key] of await this.descendants.entries()) this.descendantCache.set(id, key);
+    // Gateway figures on its southbound server's /metrics: fanout members, outbox depth, inventory.
+    const reg = this.south.metrics.registry;
+    const members = new Counter({ name: 'gwmo_fanout_members_total', help: 'fanout member results recorded, by result', labelNames: ['result'], registers: [reg] });
+    const outbox = this.outbox;
+    new Gauge({
+      name: 'gwmo_gateway_outbox_depth',
+      help: 'alerts waiting for the parent (durable north outbox)',
+      registers: [reg],
+      async collect() {
+        this.set((await outbox.entries()).length);
+      },
+    });
+    const associations = this.associations;
+    new Gauge({
+      name: 'gwmo_gateway_associations',
+      help: 'associations in the inventory, by status',
+      labelNames: ['status'],
+      registers: [reg],
+      collect() {
+        this.reset();
+        for (const r of associations.all()) this.inc({ status: r.status });
+      },
+    });
     this.fanout = await FanoutService.open({
       ...(this.inspect ? { inspect: this.inspect } : {}),
+      onMemberResult: (status) => members.inc({ result: status < 300 ? 'ok' : status === 461 ? 'unreachable' : 'failed' }),
       store: this.store,
       associations: this.associations,
       groups: this.groups,

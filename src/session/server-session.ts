@@ -68,6 +68,16 @@ export interface ServerSessionDeps {
   maxMsgSize: number;
   /** How many failed authentications end the session. */
   maxAuthFailures?: number;
+  /**
+   * Brute-force guard (per account and source address, see AuthGuard): `result` reports each
+   * credential check; for a failure it answers how many milliseconds to hold the 401.
+   */
+  authGate?: { result(ok: boolean, kind?: 'credentials' | 'unknown_device', firstInSession?: boolean): number };
+}
+
+/** Holds a failure reply (brute-force slowdown); 0 answers at once. */
+function holdFor(ms: number): Promise<void> {
+  return ms > 0 ? new Promise((r) => setTimeout(r, ms)) : Promise.resolve();
 }
 
 /** One inbound HTTP message. */
@@ -178,12 +188,17 @@ export class ServerSession {
     }
     if (!this.account) {
       this.deps.log('warn', `session refused: unknown device ${this.deviceId}`, { deviceId: this.deviceId });
+      await holdFor(this.deps.authGate?.result(false, 'unknown_device') ?? 0);
       return this.finish(inb, [hdrStatus(hdr, 401), ...this.commandStatuses(msg, 401)], 'unknown-device');
     }
     this.nonces ??= await this.deps.loadNonces(this.deviceId);
 
     // --- authenticate the client (notes §5.2)
+    const wasAuthenticated = this.authenticated;
     const auth = await this.authenticateClient(inb);
+    // The first failure of a session is often just a stale nonce (the 401 carries the fresh one).
+    if (auth.code === 401) await holdFor(this.deps.authGate?.result(false, 'credentials', this.authFailures === 0) ?? 0);
+    else if (!wasAuthenticated && this.authenticated) this.deps.authGate?.result(true);
     if (auth.code === 401 || auth.code === 407) {
       this.authFailures++;
       const limit = this.deps.maxAuthFailures ?? 3;

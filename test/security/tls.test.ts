@@ -94,6 +94,15 @@ describe('HTTPS on every link (topology tls: true)', () => {
     expect(hashes.size).toBe(1);
     expect([...hashes][0]).toMatch(/^sha256:[0-9a-f]{64}$/);
 
+    // The counters an operator watches, scraped over mutual TLS: the server's sessions, the
+    // building gateway's fanout members and outbox.
+    const scrape = async (base: string): Promise<string> => (await tlsFetch(new URL('/metrics', base), {}, { ca: topo!.tls!.ca, ...topo!.tls!.operator })).text();
+    expect(await scrape(topo.urls.dm)).toMatch(/^gwmo_dm_sessions_total\{outcome="completed"\} [1-9]/m);
+    const gwMetrics = await scrape(topo.parts.get('gw-top')!.southUrl);
+    expect(gwMetrics).toMatch(/^gwmo_fanout_members_total\{result="ok",gateway="gw-top"\} [1-9]/m);
+    expect(gwMetrics).toMatch(/^gwmo_gateway_outbox_depth\{gateway="gw-top"\} \d+/m);
+    expect(gwMetrics).toMatch(/^gwmo_gateway_associations\{status="attached",gateway="gw-top"\} [1-9]/m);
+
     // openssl s_client negotiates TLS 1.2+ with a verified chain; TLS 1.1 is refused.
     const port = new URL(topo.urls.dm).port;
     // stdin at EOF: s_client ends right after the handshake instead of waiting for input.
@@ -111,7 +120,7 @@ describe('HTTPS on every link (topology tls: true)', () => {
 
     // No account secret reached the logs.
     expect(mem.lines.join('\n')).not.toMatch(/BEGIN [A-Z ]*PRIVATE KEY/);
-  });
+  }, 90_000);
 
   it('a client with the wrong CA fails with a clear message; a listener with clientAuth require refuses a client without a certificate at the TLS layer', async () => {
     const tmp = await tempDir('gwmo-tls-neg-');

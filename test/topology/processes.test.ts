@@ -118,7 +118,7 @@ describe('gateways as separate processes', () => {
     await run.stop();
     run = undefined;
     expect(pids.filter(alive)).toEqual([]);
-  });
+  }, 90_000);
 
   it('gateway processes stop by themselves when `gwmo up` is killed', async () => {
     const tmp = await tempDir('gwmo-procs-orphan-');
@@ -138,5 +138,5 @@ describe('gateways as separate processes', () => {
     await proc.stop('SIGKILL');
     proc = undefined;
     await until(() => !pids.some(alive), 'the orphaned gateway processes to stop', 15_000);
-  });
+  }, 90_000);
 });

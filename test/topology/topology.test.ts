@@ -222,5 +222,5 @@ gateways:
     const exited = new Promise<number | null>((resolve) => proc!.proc.once('exit', (code) => resolve(code)));
     proc.proc.kill('SIGINT');
     expect(await exited, proc.output()).toBe(0);
-  });
+  }, 120_000);
 });
