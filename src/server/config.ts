@@ -57,6 +57,18 @@ export const serverConfigSchema = z
     maxMsgSize: z.number().int().min(1024).default(64 * 1024),
     /** Seconds a session may stay idle between messages. */
     sessionTimeout: z.number().positive().default(120),
+    /** Hostile-input limits of the listener (issue "Security and reliability", point 3). */
+    limits: z
+      .object({
+        /** Sessions open at once; a new one beyond it gets HTTP 503 with Retry-After. */
+        maxSessions: z.number().int().min(1).default(1000),
+        /** Sessions open at once per account (DevId). */
+        maxSessionsPerAccount: z.number().int().min(1).default(4),
+        /** Seconds a client has to send its request headers, and its whole request. */
+        headersTimeout: z.number().positive().default(10),
+        requestTimeout: z.number().positive().default(60),
+      })
+      .default({ maxSessions: 1000, maxSessionsPerAccount: 4, headersTimeout: 10, requestTimeout: 60 }),
     /** Data directory (LevelDB); `--data` overrides it. */
     data: z.string().optional(),
     accounts: z.array(accountSchema).default([]),

@@ -14,7 +14,7 @@ import { DEFAULT_LIMITS } from '../codec/element.ts';
 import { GwError, describeError, statusOf } from '../errors.ts';
 import { createLogger, type Logger } from '../log.ts';
 import { hdrStatus, numberCommands } from '../session/common.ts';
-import { DEFERRED_MARK, ServerSession, type AccountNonces, type ServerAccount } from '../session/server-session.ts';
+import { DEFERRED_MARK, ServerSession, type AccountNonces, type ServerAccount, type ServerSessionDeps } from '../session/server-session.ts';
 import { openStore, type Section, type Store } from '../store/store.ts';
 import { isLoopback, listen, parseListen, readBody, type Listener } from '../transport/http.ts';
 import { dmServerMachine, type SessionMessageEvent } from '../../machines/server-session.ts';
@@ -23,6 +23,8 @@ import { CommandQueue, type DeviceAlert, type QueueEntry, type RouteChoice, type
 import type { Outgoing } from '../session/common.ts';
 import { mapItems, prefixUri, stripPrefix } from '../session/route.ts';
 import { handleApi } from './api.ts';
+import { AuthGuard, type AuthGuardOptions } from './auth-guard.ts';
+import { DmMetrics } from '../metrics.ts';
 import { peerIdentity, tlsFetch } from '../transport/tls.ts';
 
 /** What the server remembers of a device between sessions. */
@@ -92,6 +94,10 @@ export interface DmServerOptions {
   clock?: SimulatedClock | { setTimeout: SimulatedClock['setTimeout']; clearTimeout: SimulatedClock['clearTimeout'] };
   /** xstate inspection observer for the server's actors (the live visualizer, src/inspect). */
   inspect?: (event: InspectionEvent) => void;
+  /** Labels on every metric of this server (a gateway's southbound server: `{ gateway: id }`). */
+  metricsLabels?: Record<string, string>;
+  /** Brute-force guard tuning (tests shorten the windows). */
+  authGuard?: AuthGuardOptions;
 }
 
 /** Package 0 MIME type (notes §3.10). */
@@ -116,9 +122,17 @@ export class DmServer {
   private readonly sessionEndedHook: ((deviceId: string, reason: string) => void) | undefined;
   private readonly learnRoutes: boolean;
   private readonly extraRoute: DmServerOptions['extraRoute'];
+  /** Counters at `/metrics` (Prometheus text). */
+  readonly metrics: DmMetrics;
+  private readonly guard: AuthGuard;
+  private readonly addressGuard: AuthGuard;
 
   private constructor(opts: DmServerOptions, store: Store, queue: CommandQueue, ownsStore: boolean) {
     this.config = opts.config;
+    this.metrics = new DmMetrics({ processMetrics: true, openSessions: () => this.sessions.size, ...(opts.metricsLabels ? { labels: opts.metricsLabels } : {}) });
+    this.guard = new AuthGuard(opts.authGuard);
+    // Addresses are shared (NAT, gateways): more failures are answered at once before slots start.
+    this.addressGuard = new AuthGuard({ freeAttempts: 10, ...opts.authGuard, ...(opts.authGuard?.freeAttempts !== undefined ? { freeAttempts: opts.authGuard.freeAttempts * 3 } : {}) });
     this.sessionEndedHook = opts.onSessionEnded;
     this.extraRoute = opts.extraRoute;
     this.learnRoutes = opts.learnRoutes ?? true;
@@ -175,7 +189,8 @@ export class DmServer {
   /** Starts listening; returns the base URL. */
   async start(): Promise<string> {
     this.refuseBasicInTheClear();
-    this.listener = await listen(this.config.listen, (req, res) => this.routeHttp(req, res), { tls: this.config.tls });
+    const l = this.config.limits;
+    this.listener = await listen(this.config.listen, (req, res) => this.routeHttp(req, res), { tls: this.config.tls, headersTimeoutMs: l.headersTimeout * 1000, requestTimeoutMs: l.requestTimeout * 1000 });
     this.log.info(`DM server ${this.config.serverId} listening`, { url: this.url, accounts: this.accounts.size });
     return this.listener.url;
   }
@@ -691,12 +706,17 @@ export class DmServer {
       await handleApi(this, req, res, url);
       return;
     }
+    if (url.pathname === '/metrics' && (req.method === 'GET' || req.method === 'HEAD')) {
+      res.writeHead(200, { 'content-type': this.metrics.contentType, 'cache-control': 'no-store' }).end(await this.metrics.text());
+      return;
+    }
     res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
   }
 
   private async handleDm(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const encoding = encodingOfContentType(req.headers['content-type']);
     if (!encoding) {
+      this.metrics.rejected.inc({ reason: 'content_type' });
       res.writeHead(415, { 'content-type': 'text/plain' }).end(`unsupported content type ${req.headers['content-type'] ?? '(none)'}`);
       return;
     }
@@ -705,6 +725,7 @@ export class DmServer {
       raw = await readBody(req, this.config.maxMsgSize);
     } catch (err) {
       this.log.warn(`message refused: ${describeError(err)}`);
+      this.metrics.rejected.inc({ reason: 'too_large' });
       res.writeHead(413, { 'content-type': 'text/plain', connection: 'close' }).end(describeError(err));
       return;
     }
@@ -713,6 +734,7 @@ export class DmServer {
     try {
       msg = decodeSyncML(raw, encoding, limits);
     } catch (err) {
+      this.metrics.rejected.inc({ reason: 'malformed' });
       this.replyMalformed(res, raw, encoding, err);
       return;
     }
@@ -721,12 +743,23 @@ export class DmServer {
     const certId = peerIdentity(req.socket);
     if (certId !== undefined && certId !== deviceId) {
       this.log.warn(`message refused: the client certificate (CN=${certId}) does not belong to ${deviceId}`);
+      this.metrics.rejected.inc({ reason: 'certificate' });
+      this.metrics.authFailures.inc({ kind: 'certificate' });
       res.writeHead(403, { 'content-type': 'text/plain', connection: 'close' }).end(`client certificate CN=${certId} does not match the message's source ${deviceId}`);
       return;
     }
     const key = `${deviceId}|${msg.hdr.sessionID}`;
     let session = this.sessions.get(key);
     if (!session) {
+      // Caps on open sessions, overall and per account: a flood (or a looping client) gets 503 and
+      // a Retry-After instead of growing the server without bound.
+      const busy = this.sessionCapReached(deviceId);
+      if (busy) {
+        this.metrics.rejected.inc({ reason: 'busy' });
+        this.log.warn(`session refused: ${busy}`, { deviceId, sessionId: msg.hdr.sessionID });
+        res.writeHead(503, { 'content-type': 'text/plain', 'retry-after': '5' }).end(`${busy}; retry later`);
+        return;
+      }
       session = new ServerSession(msg.hdr.sessionID, deviceId, {
         account: (id) => this.serverAccount(id),
         loadNonces: (id) => this.accountNonces(id),
@@ -736,6 +769,7 @@ export class DmServer {
         ...(this.learnRoutes && this.accounts.get(deviceId)?.gateway ? { onAlert: (a: DeviceAlert) => this.onAlert(deviceId, a) } : {}),
         log: (level, m, fields) => this.log.log(level, m, { ...fields, sessionId: msg.hdr.sessionID }),
         maxMsgSize: this.config.maxMsgSize,
+        authGate: this.authGate(deviceId, req.socket.remoteAddress ?? 'unknown'),
       });
       this.sessions.set(key, session);
       if (this.announced.get(msg.hdr.sessionID) === deviceId) this.announced.delete(msg.hdr.sessionID);
@@ -824,7 +858,46 @@ export class DmServer {
     await this.devices.put(deviceId, rec);
   }
 
+  /** Why a new session of `deviceId` would exceed a cap, or undefined. */
+  private sessionCapReached(deviceId: string): string | undefined {
+    const { maxSessions, maxSessionsPerAccount } = this.config.limits;
+    if (this.sessions.size >= maxSessions) return `${this.sessions.size} sessions are open (limits.maxSessions ${maxSessions})`;
+    let mine = 0;
+    for (const s of this.sessions.values()) if (s.deviceId === deviceId) mine++;
+    if (mine >= maxSessionsPerAccount) return `${deviceId} has ${mine} sessions open (limits.maxSessionsPerAccount ${maxSessionsPerAccount})`;
+    return undefined;
+  }
+
+  /** The brute-force guard of one session: its account and the address it came from (AuthGuard). */
+  private authGate(deviceId: string, address: string): NonNullable<ServerSessionDeps['authGate']> {
+    const account = `account:${deviceId}`;
+    const addr = `address:${address}`;
+    return {
+      result: (ok, kind, firstInSession) => {
+        if (ok) {
+          this.guard.success([account]);
+          this.addressGuard.success([addr]);
+          return 0;
+        }
+        this.metrics.authFailures.inc({ kind: kind ?? 'credentials' });
+        // Every failure counts against the account. Against the address (shared by every device
+        // behind one NAT or gateway, which may all present stale nonces at once after a restart)
+        // only an unknown device or a failure after this session's fresh challenge counts.
+        const v1 = kind === 'unknown_device' ? { delayMs: 0, failures: {} } : this.guard.failure([account]);
+        const v2 = kind === 'unknown_device' || !firstInSession ? this.addressGuard.failure([addr]) : { delayMs: 0, failures: {} };
+        const v = { delayMs: Math.max(v1.delayMs, v2.delayMs), failures: { ...v1.failures, ...v2.failures } };
+        if (v.delayMs > 0) {
+          this.metrics.authHeld.inc();
+          const counts = Object.entries(v.failures).map(([k, n]) => `${n} for ${k}`).join(', ');
+          this.log.warn(`repeated authentication failures (${counts}): this 401 is held ${v.delayMs} ms`, { deviceId, address });
+        }
+        return v.delayMs;
+      },
+    };
+  }
+
   private async onSessionEnded(key: string, reason: string | undefined): Promise<void> {
+    this.metrics.sessions.inc({ outcome: reason ?? 'unknown' });
     const session = this.sessions.get(key);
     this.sessions.delete(key);
     if (!session) return;

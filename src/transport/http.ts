@@ -89,7 +89,13 @@ export interface Listener {
 export async function listen(
   address: string | number,
   handler: (req: IncomingMessage, res: ServerResponse) => Promise<void>,
-  opts: { tls?: TlsServerConfig | undefined } = {},
+  opts: {
+    tls?: TlsServerConfig | undefined;
+    /** A client must have sent its request headers within this time (default 10 s): slow clients cannot hold sockets. */
+    headersTimeoutMs?: number;
+    /** ... and the whole request within this time (default 60 s). */
+    requestTimeoutMs?: number;
+  } = {},
 ): Promise<Listener> {
   const { host, port } = parseListen(address);
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
@@ -100,7 +106,12 @@ export async function listen(
       } else res.destroy();
     });
   };
-  const server: Server = opts.tls ? createHttpsServer(serverTlsOptions(opts.tls), onRequest) : createServer(onRequest);
+  const headersTimeout = opts.headersTimeoutMs ?? 10_000;
+  const requestTimeout = Math.max(opts.requestTimeoutMs ?? 60_000, headersTimeout);
+  // Node checks these deadlines every connectionsCheckingInterval (30 s by default): check often
+  // enough that a deadline means what it says.
+  const timing = { headersTimeout, requestTimeout, connectionsCheckingInterval: Math.min(1000, headersTimeout) };
+  const server: Server = opts.tls ? createHttpsServer({ ...serverTlsOptions(opts.tls), ...timing }, onRequest) : createServer(timing, onRequest);
   server.keepAliveTimeout = 5000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
