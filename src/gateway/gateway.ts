@@ -12,6 +12,8 @@ import { HMAC_HEADER, toAAuthType } from '../codec/auth.ts';
 import { post, readBody } from '../transport/http.ts';
 import { tlsFetch, type TlsClientConfig } from '../transport/tls.ts';
 import { Counter, Gauge } from 'prom-client';
+import { backoffDelay } from '../../adapters/link.ts';
+
 import { GwError, describeError } from '../errors.ts';
 import { accountNodes, encodeBootstrap } from '../codec/bootstrap.ts';
 import { createLogger, type Logger } from '../log.ts';
@@ -42,6 +44,9 @@ import { join } from 'node:path';
 import { createGatewayExecutor, deferredItems, notExecuted, type GatewayExecutor } from './proxy.ts';
 import { createAdapter, type Adapter, type AdapterDevice } from '../../adapters/index.ts';
 import { ADAPTATION_MOID, ADAPTATION_ROOT, AdaptationService, type AssociationSpec, type NetworkSettings } from './adaptation.ts';
+
+/** Retries of the alert outbox towards the parent: 1 s doubling to 60 s, with jitter. */
+const NORTH_BACKOFF = { initialMs: 1000, maxMs: 60_000, factor: 2 };
 
 export { DEVICES_ROOT, RECORDS_ROOT, SUMMARY_ROOT };
 
@@ -97,6 +102,10 @@ export class Gateway {
   /** Southbound entries answered 202 northbound, by entry id: their results go up as DeferredResult. */
   private readonly deferred: Section<{ deviceId: string; mount: string; original: Command }>;
   private outboxSeq = 0;
+  /** Failed deliveries to the parent in a row (backoff of the outbox flusher). */
+  private northFailures = 0;
+  /** A retry towards the parent is scheduled (the parent was away at the last try). */
+  private northRetryPending = false;
   private flushing: Promise<void> | undefined;
   private flushAgain = false;
   private flushAlways = false;
@@ -579,6 +588,9 @@ export class Gateway {
   private async queueAlert(p: PendingAlert): Promise<void> {
     const key = String(++this.outboxSeq).padStart(10, '0') + '-' + Date.now().toString(36);
     await this.outbox.put(key, p);
+    // While the parent is known to be away, the retry timer delivers it: a new alert does not
+    // hammer the parent with an attempt of its own (nor grow the backoff).
+    if (this.northRetryPending) return;
     // Not awaited: this may run inside a northbound session (an Exec from the parent), and the
     // delivering session can only start after that one ends.
     void this.flushAlerts();
@@ -604,11 +616,21 @@ export class Gateway {
         const r = await this.north.connect({ alerts }).catch((err: unknown) => ({ ok: false, reason: describeError(err) }));
         if (r.ok) {
           await this.outbox.batch(pending.map(([k]) => [k, undefined]));
+          this.northFailures = 0;
           continue;
         }
-        this.log.warn(`cannot reach the parent (${r.reason}); ${pending.length} alert(s) kept for later`);
+        // Parent away: try again with exponential backoff and jitter (a building's gateways must
+        // not all hit a recovering server at the same instant).
+        const delay = backoffDelay(NORTH_BACKOFF, ++this.northFailures);
+        this.log.warn(`cannot reach the parent (${r.reason}); ${pending.length} alert(s) kept, next try in ${delay} ms`);
         clearTimeout(this.retryTimer);
-        if (!this.stopped) this.retryTimer = setTimeout(() => void this.flushAlerts(force), 5000).unref();
+        if (!this.stopped) {
+          this.northRetryPending = true;
+          this.retryTimer = setTimeout(() => {
+            this.northRetryPending = false;
+            void this.flushAlerts(force);
+          }, delay).unref();
+        }
         return;
       }
     })();
