@@ -33,6 +33,7 @@
  *      made of XML 1.0 characters only (CR travels as &#13;).
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { FUZZ_RUNS, FUZZ_TIMEOUT_MS, reportFuzz } from '../support/fast-check-setup.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -1465,8 +1466,10 @@ describe('untrusted input: only CodecError with a status escapes', () => {
 
   it('fuzz: mutated valid messages (insert, delete, replace, truncate, duplicate)', () => {
     let decoded = 0;
+    let cases = 0;
     fc.assert(
       fc.property(xmlMessageArb, fc.array(mutationArb, { minLength: 1, maxLength: 3 }), (msg, muts) => {
+        cases++;
         const s = mutate(xmlOf(msg), muts);
         const m = decodeOrCodecError(utf8.encode(s), 'xml');
         if (m) {
@@ -1475,18 +1478,21 @@ describe('untrusted input: only CodecError with a status escapes', () => {
         }
         expect(() => decodeHeaderOnly(utf8.encode(s), 'xml')).not.toThrow();
       }),
-      { numRuns: 2000 },
+      { numRuns: FUZZ_RUNS },
     );
-    expect(decoded).toBeGreaterThan(40); // the stability check is not vacuous
-  });
+    reportFuzz('XML decoder', cases, `${decoded} decoded and stable, the rest CodecError`);
+    expect(decoded).toBeGreaterThan(cases / 50); // the stability check is not vacuous
+  }, FUZZ_TIMEOUT_MS);
 
   it('fuzz: mutated valid WBXML messages', () => {
     let decoded = 0;
+    let cases = 0;
     fc.assert(
       fc.property(
         wbxmlMessageArb,
         fc.array(fc.record({ at: fc.nat(), value: fc.integer({ min: 0, max: 255 }), kind: fc.constantFrom('set', 'insert', 'delete', 'truncate') }), { minLength: 1, maxLength: 5 }),
         (msg, muts) => {
+          cases++;
           const b = [...encodeSyncML(msg, 'wbxml')];
           for (const mu of muts) {
             const at = b.length === 0 ? 0 : mu.at % b.length;
@@ -1503,10 +1509,11 @@ describe('untrusted input: only CodecError with a status escapes', () => {
           expect(() => decodeHeaderOnly(new Uint8Array(b), 'wbxml')).not.toThrow();
         },
       ),
-      { numRuns: 2000 },
+      { numRuns: FUZZ_RUNS },
     );
-    expect(decoded).toBeGreaterThan(100); // the stability check is not vacuous
-  });
+    reportFuzz('WBXML decoder', cases, `${decoded} decoded and stable, the rest CodecError`);
+    expect(decoded).toBeGreaterThan(cases / 20); // the stability check is not vacuous
+  }, FUZZ_TIMEOUT_MS);
 });
 
 describe('encoder input it cannot carry', () => {

@@ -11,11 +11,33 @@ import fc from 'fast-check';
 
 const DEFAULT_SEED = 20261123;
 const raw = process.env['FC_SEED'];
-const seed = raw === 'random' ? undefined : raw !== undefined && raw !== '' ? Number(raw) : DEFAULT_SEED;
-if (seed !== undefined && !Number.isInteger(seed)) throw new Error(`FC_SEED must be an integer or "random", got ${raw}`);
+// "random" picks a seed here (not inside fast-check) so it can be printed for replay.
+// (Kept in the environment: a test file importing this module evaluates it again in the same worker.)
+const picked = process.env['FC_SEED_USED'];
+const seed =
+  raw === 'random'
+    ? picked !== undefined
+      ? Number(picked)
+      : (Date.now() ^ Math.floor(Math.random() * 0x7fffffff)) | 0
+    : raw !== undefined && raw !== ''
+      ? Number(raw)
+      : DEFAULT_SEED;
+if (!Number.isInteger(seed)) throw new Error(`FC_SEED must be an integer or "random", got ${raw}`);
+process.env['FC_SEED_USED'] = String(seed);
 
 fc.configureGlobal({
-  ...(seed !== undefined ? { seed } : {}),
-  interruptAfterTimeLimit: 90_000,
+  seed,
+  interruptAfterTimeLimit: Number(process.env['FUZZ_TIME_LIMIT_MS'] ?? 90_000),
   markInterruptAsFailure: false,
 });
+
+/** Cases per fuzz property: 10,000 in `npm test`, more with FUZZ_RUNS (`npm run fuzz`). */
+export const FUZZ_RUNS = Number(process.env['FUZZ_RUNS'] ?? 10_000);
+
+/** Test budget of a fuzz test: enough for the configured runs (a long `npm run fuzz` is not cut off by vitest). */
+export const FUZZ_TIMEOUT_MS = Math.max(120_000, FUZZ_RUNS * 5, Number(process.env['FUZZ_TIME_LIMIT_MS'] ?? 0) * 2);
+
+/** Prints what a fuzz pass covered, with the seed that replays it. */
+export function reportFuzz(name: string, cases: number, extra = ''): void {
+  process.stdout.write(`fuzz ${name}: ${cases} cases${extra ? `, ${extra}` : ''}; seed ${seed} (replay: FC_SEED=${seed} npm test)\n`);
+}
