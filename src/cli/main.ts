@@ -50,7 +50,8 @@ const logOptions = (cmd: Command): Command =>
 
 let signalled: Promise<void> | undefined;
 /**
- * Resolves on Ctrl-C or SIGTERM; a clean shutdown that takes longer than 5 s (or a second signal) exits anyway.
+ * Resolves on Ctrl-C or SIGTERM; a clean shutdown that takes longer than 20 s (open sessions get up to
+ * `limits.drainTimeout`, 10 s by default, to finish) or a second signal exits anyway (code 130).
  * Long-running commands call it once before they start (unawaited) so a signal that arrives while they are
  * starting is latched and ends them cleanly afterwards, instead of killing the process half-started.
  */
@@ -58,7 +59,7 @@ function waitForSignal(): Promise<void> {
   return (signalled ??= new Promise((resolve) => {
     const done = (): void => {
       const force = (): never => process.exit(130);
-      setTimeout(force, 5000).unref();
+      setTimeout(force, 20_000).unref();
       process.once('SIGINT', force);
       process.once('SIGTERM', force);
       resolve();
@@ -86,7 +87,7 @@ logOptions(
   process.stdout.write(`DM endpoint ${server.dmUrl}\nOperator API ${server.url}/api\n`);
   await waitForSignal();
   logger.info('shutting down');
-  await server.stop();
+  await server.stop({ drain: true });
 });
 
 logOptions(
@@ -131,7 +132,7 @@ logOptions(
   await gateway.start();
   process.stdout.write(`Gateway ${config.id}: southbound DM endpoint ${gateway.southUrl}\nPackage 0 listener ${gateway.north.notifyUrl}\n`);
   await waitForSignal();
-  await gateway.stop();
+  await gateway.stop({ drain: true });
 });
 
 /** Common options of the operator commands. */

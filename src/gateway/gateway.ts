@@ -321,8 +321,10 @@ export class Gateway {
   }
 
   /** Stops everything and closes the store. */
-  async stop(): Promise<void> {
+  /** Stops the gateway; with `drain` (SIGTERM, Ctrl-C) its devices' open sessions may finish first (`limits.drainTimeout`). */
+  async stop(opts: { drain?: boolean } = {}): Promise<void> {
     if (this.stopped) return;
+    if (opts.drain) await this.south.drainSessions();
     this.stopped = true;
     // Proxied commands still waiting for a device end now (as 202/461), so the northbound session
     // carrying them finishes at once instead of sitting out proxyTimeout.

@@ -67,8 +67,13 @@ export const serverConfigSchema = z
         /** Seconds a client has to send its request headers, and its whole request. */
         headersTimeout: z.number().positive().default(10),
         requestTimeout: z.number().positive().default(60),
+        /**
+         * Seconds a stopping server (SIGTERM, Ctrl-C) keeps serving the sessions already open, while
+         * refusing new ones with 503, before it closes; messages in progress then finish too.
+         */
+        drainTimeout: z.number().min(0).default(10),
       })
-      .default({ maxSessions: 1000, maxSessionsPerAccount: 4, headersTimeout: 10, requestTimeout: 60 }),
+      .default({ maxSessions: 1000, maxSessionsPerAccount: 4, headersTimeout: 10, requestTimeout: 60, drainTimeout: 10 }),
     /** Data directory (LevelDB); `--data` overrides it. */
     data: z.string().optional(),
     accounts: z.array(accountSchema).default([]),

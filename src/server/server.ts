@@ -207,13 +207,21 @@ export class DmServer {
   }
 
   /** Stops listening, ends sessions and closes the store. */
-  async stop(): Promise<void> {
+  /**
+   * Stops the server. With `drain` (what `gwmo server` does on SIGTERM and Ctrl-C) sessions already
+   * open may finish first, up to `limits.drainTimeout` (their next messages are still served; new
+   * sessions get 503). Either way the listener lets messages in progress complete before it closes,
+   * so nothing a device was told is done is lost.
+   */
+  async stop(opts: { drain?: boolean } = {}): Promise<void> {
     if (this.stopped) return;
+    if (opts.drain) await this.drainSessions();
     this.stopped = true;
+    const drainMs = opts.drain ? this.config.limits.drainTimeout * 1000 : 0;
     this.queue.close();
     for (const t of this.fallbackTimers) clearTimeout(t);
     this.fallbackTimers.clear();
-    await this.listener?.close();
+    await this.listener?.close({ drainMs: opts.drain ? Math.max(1000, Math.min(drainMs, 5000)) : 1000 });
     this.listener = undefined;
     this.root.send({ type: 'shutdown' });
     this.root.stop();
@@ -221,6 +229,19 @@ export class DmServer {
   }
 
   private stopped = false;
+
+  /** Refuses new sessions (503) and waits, up to `limits.drainTimeout`, for the open ones to end. */
+  async drainSessions(): Promise<void> {
+    this.draining = true;
+    const drainMs = this.config.limits.drainTimeout * 1000;
+    if (!this.listener || this.sessions.size === 0 || drainMs === 0) return;
+    this.log.info(`stopping: ${this.sessions.size} open session(s) may finish (up to ${this.config.limits.drainTimeout} s); new sessions are refused`);
+    const end = Date.now() + drainMs;
+    while (this.sessions.size > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+    if (this.sessions.size > 0) this.log.warn(`stopping with ${this.sessions.size} session(s) still open; their unfinished commands stay queued`);
+  }
+  /** Stopping: open sessions are served, new ones refused. */
+  private draining = false;
 
   /** Number of active session actors. */
   get activeSessions(): number {
@@ -750,10 +771,22 @@ export class DmServer {
     }
     const key = `${deviceId}|${msg.hdr.sessionID}`;
     let session = this.sessions.get(key);
+    if (session && msg.hdr.msgID === '1' && session.messages > 0) {
+      // A new Package 1 (MsgID 1) under the id of a session still open here: the client started
+      // over (a reset device reuses its session ids). The old session, idle between messages, is
+      // dropped; continuing it would charge the new session with the old one's state (e.g. its
+      // failed authentications).
+      const old = this.root.system.get(`session:${key}`) as AnyActorRef | undefined;
+      if (old && (old.getSnapshot() as { value?: unknown }).value === 'awaitingMessage') {
+        this.log.info(`session ${msg.hdr.sessionID} of ${deviceId} started over by a new Package 1; the open one is dropped`);
+        old.send({ type: 'stop' });
+        session = this.sessions.get(key);
+      }
+    }
     if (!session) {
       // Caps on open sessions, overall and per account: a flood (or a looping client) gets 503 and
       // a Retry-After instead of growing the server without bound.
-      const busy = this.sessionCapReached(deviceId);
+      const busy = this.draining ? 'the server is stopping' : this.sessionCapReached(deviceId);
       if (busy) {
         this.metrics.rejected.inc({ reason: 'busy' });
         this.log.warn(`session refused: ${busy}`, { deviceId, sessionId: msg.hdr.sessionID });

@@ -82,7 +82,13 @@ export interface Listener {
   port: number;
   /** Base URL, e.g. http://127.0.0.1:8080 */
   url: string;
-  close(): Promise<void>;
+  /** HTTP exchanges in progress (request received, response not finished). */
+  readonly inFlight: number;
+  /**
+   * Stops accepting connections; with `drainMs`, exchanges in progress get that long to finish
+   * (idle keep-alive connections are closed at once), then every connection is closed.
+   */
+  close(opts?: { drainMs?: number }): Promise<void>;
 }
 
 /** Starts an HTTP server (HTTPS with `tls`) on `listen` with the given handler; errors in the handler become 500s. */
@@ -98,7 +104,14 @@ export async function listen(
   } = {},
 ): Promise<Listener> {
   const { host, port } = parseListen(address);
+  let inFlight = 0;
+  const drained: (() => void)[] = [];
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    inFlight++;
+    res.once('close', () => {
+      inFlight--;
+      if (inFlight === 0) for (const f of drained.splice(0)) f();
+    });
     handler(req, res).catch((err: unknown) => {
       if (!res.headersSent) {
         res.writeHead(500, { 'content-type': 'text/plain' });
@@ -127,11 +140,24 @@ export async function listen(
     host: addr.address,
     port: addr.port,
     url: `${opts.tls ? 'https' : 'http'}://${shownHost}:${addr.port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
+    get inFlight() {
+      return inFlight;
+    },
+    close: async (c = {}) => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      if (c.drainMs && inFlight > 0) {
+        server.closeIdleConnections();
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, c.drainMs);
+          drained.push(() => {
+            clearTimeout(t);
+            resolve();
+          });
+        });
+      }
+      server.closeAllConnections();
+      await closed;
+    },
   };
 }
 
