@@ -114,6 +114,21 @@ export const gatewayConfigSchema = z.object({
       maxConcurrency: z.number().int().min(1).default(64),
     })
     .default({ timeout: 30, maxConcurrency: 64 }),
+  /**
+   * The durable outbox towards the parent (store-and-forward): alerts (device alerts, inventory,
+   * fanout and download completions) go before bulk results (results of proxied commands finished
+   * after a 202); entries older than their class's TTL are dropped (logged and counted); beyond
+   * `maxEntries` the oldest results go first, and an alert is only ever dropped with an error log.
+   */
+  outbox: z
+    .object({
+      maxEntries: z.number().int().min(10).default(100_000),
+      /** Seconds an entry may wait, per class. */
+      ttl: z.object({ alert: z.number().positive().default(7 * 86_400), result: z.number().positive().default(86_400) }).default({ alert: 7 * 86_400, result: 86_400 }),
+      /** Entries per delivery session (the session splits them into messages within MaxMsgSize). */
+      batch: z.number().int().min(1).default(2000),
+    })
+    .default({ maxEntries: 100_000, ttl: { alert: 7 * 86_400, result: 86_400 }, batch: 2000 }),
   /** Image and configuration storage (GwMO-DCIS, notes §1.6): initial settings; the server changes them in the tree. */
   images: z
     .object({

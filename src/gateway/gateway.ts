@@ -64,6 +64,14 @@ interface PendingAlert {
   at: string;
 }
 
+/** Outbox classes: alerts are delivered before bulk results and kept longer. */
+type OutboxClass = 'alert' | 'result';
+
+/** Results of proxied commands finished after a 202 are bulk; everything else is an alert. */
+function outboxClass(p: PendingAlert): OutboxClass {
+  return p.items.length > 0 && p.items.every((it) => it.meta?.type === DEFERRED_RESULT_ALERT) ? 'result' : 'alert';
+}
+
 /** Options for creating a gateway in-process. */
 export interface GatewayOptions {
   config: GatewayConfig;
@@ -106,6 +114,10 @@ export class Gateway {
   private northFailures = 0;
   /** A retry towards the parent is scheduled (the parent was away at the last try). */
   private northRetryPending = false;
+  /** Outbox entries dropped (TTL, size bound); set with the other metrics when services open. */
+  private outboxDropped!: Counter<'class' | 'why'>;
+  /** Entries in the outbox (kept in step with it; the size bound looks at the store only when this passes it). */
+  private outboxCount = 0;
   private flushing: Promise<void> | undefined;
   private flushAgain = false;
   private flushAlways = false;
@@ -286,7 +298,9 @@ export class Gateway {
     await this.south.start();
     await this.north.start();
     // Continue after the highest pending key, so alerts keep their order across restarts.
-    this.outboxSeq = Math.max(0, ...(await this.outbox.entries()).map(([k]) => Number.parseInt(k.slice(0, 10), 10) || 0));
+    const kept = await this.outbox.entries();
+    this.outboxSeq = kept.reduce((m, [k]) => Math.max(m, Number.parseInt(k.slice(0, 10), 10) || 0), 0);
+    this.outboxCount = kept.length;
     // Results that came in while the gateway was down (or between a 202 and a crash).
     for (const [id, d] of await this.deferred.entries()) {
       const e = await this.south.queue.get(d.deviceId, id);
@@ -586,10 +600,57 @@ export class Gateway {
     if (ops.length) await this.descendants.batch(ops);
   }
 
+  /**
+   * The next batch to deliver: expired entries dropped first (logged, counted), then alerts before
+   * results, each class in arrival order (so a device's alerts keep their order).
+   */
+  private async deliverable(): Promise<[string, PendingAlert][]> {
+    const all = await this.outbox.entries();
+    const now = Date.now();
+    const ttl = this.config.outbox.ttl;
+    const expired: string[] = [];
+    const byClass: Record<OutboxClass, [string, PendingAlert][]> = { alert: [], result: [] };
+    for (const e of all) {
+      const cls = outboxClass(e[1]);
+      if (now - Date.parse(e[1].at) > ttl[cls] * 1000) {
+        expired.push(e[0]);
+        this.outboxDropped.inc({ class: cls, why: 'expired' });
+      } else byClass[cls].push(e);
+    }
+    this.outboxCount = all.length - expired.length;
+    if (expired.length) {
+      await this.outbox.batch(expired.map((k) => [k, undefined]));
+      this.log.warn(`outbox: ${expired.length} entr${expired.length === 1 ? 'y' : 'ies'} older than their TTL dropped (alert ${ttl.alert} s, result ${ttl.result} s)`);
+    }
+    return [...byClass.alert, ...byClass.result].slice(0, this.config.outbox.batch);
+  }
+
+  /** Keeps the outbox within `outbox.maxEntries`: oldest results first; an alert only with an error log. */
+  private async boundOutbox(): Promise<void> {
+    const max = this.config.outbox.maxEntries;
+    const all = await this.outbox.entries();
+    this.outboxCount = all.length;
+    if (all.length <= max) return;
+    const over = all.length - max;
+    this.outboxCount = max;
+    const results = all.filter(([, p]) => outboxClass(p) === 'result').slice(0, over);
+    const alerts = all.filter(([, p]) => outboxClass(p) === 'alert').slice(0, over - results.length);
+    await this.outbox.batch([...results, ...alerts].map(([k]) => [k, undefined]));
+    if (results.length) {
+      this.outboxDropped.inc({ class: 'result', why: 'full' }, results.length);
+      this.log.warn(`outbox full (${max} entries): the ${results.length} oldest result(s) dropped`);
+    }
+    if (alerts.length) {
+      this.outboxDropped.inc({ class: 'alert', why: 'full' }, alerts.length);
+      this.log.error(`outbox full (${max} entries) of alerts: the ${alerts.length} oldest alert(s) dropped`, { first: alerts[0]![1].at });
+    }
+  }
+
   /** Stores an alert for the parent, then tries to deliver everything pending. */
   private async queueAlert(p: PendingAlert): Promise<void> {
     const key = String(++this.outboxSeq).padStart(10, '0') + '-' + Date.now().toString(36);
     await this.outbox.put(key, p);
+    if (++this.outboxCount > this.config.outbox.maxEntries) await this.boundOutbox();
     // While the parent is known to be away, the retry timer delivers it: a new alert does not
     // hammer the parent with an attempt of its own (nor grow the backoff).
     if (this.northRetryPending) return;
@@ -612,12 +673,14 @@ export class Gateway {
         this.flushAgain = false;
         const force = this.flushAlways;
         this.flushAlways = false;
-        const pending = await this.outbox.entries();
+        const pending = await this.deliverable();
         if (!pending.length && !force) continue;
+        if (pending.length >= this.config.outbox.batch) this.flushAgain = true; // more after this batch
         const alerts = pending.map(([, p]) => genericAlert(p.items, p.correlator));
         const r = await this.north.connect({ alerts }).catch((err: unknown) => ({ ok: false, reason: describeError(err) }));
         if (r.ok) {
           await this.outbox.batch(pending.map(([k]) => [k, undefined]));
+          this.outboxCount = Math.max(0, this.outboxCount - pending.length);
           this.northFailures = 0;
           continue;
         }
@@ -718,13 +781,14 @@ export class Gateway {
     // Gateway figures on its southbound server's /metrics: fanout members, outbox depth, inventory.
     const reg = this.south.metrics.registry;
     const members = new Counter({ name: 'gwmo_fanout_members_total', help: 'fanout member results recorded, by result', labelNames: ['result'], registers: [reg] });
-    const outbox = this.outbox;
+    this.outboxDropped = new Counter({ name: 'gwmo_gateway_outbox_dropped_total', help: 'outbox entries dropped, by class (alert, result) and why (expired, full)', labelNames: ['class', 'why'], registers: [reg] });
+    const depth = (): number => this.outboxCount;
     new Gauge({
       name: 'gwmo_gateway_outbox_depth',
       help: 'alerts waiting for the parent (durable north outbox)',
       registers: [reg],
-      async collect() {
-        this.set((await outbox.entries()).length);
+      collect() {
+        this.set(depth());
       },
     });
     const associations = this.associations;

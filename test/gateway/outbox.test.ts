@@ -57,4 +57,43 @@ describe('the gateway outbox with the parent down', () => {
     // Nothing left behind in the outbox, and it went in messages the server accepts.
     expect(mem.lines.filter((l) => /message refused|too large/i.test(l))).toEqual([]);
   }, 120_000);
+
+  it('drops entries past their TTL and beyond the size bound, with logs and counters, and delivers the rest in order', async () => {
+    const ID = 'IMEI:700000000000902';
+    d = await startDeployment([{ deviceId: 'gw-2', username: 'gw-2-user', secret: 'gw-2-secret' }]);
+    const gw = await addGateway(d, 'gw-2', { kind: 'server', server: d.server }, [proxyAssociation(ID)], { outbox: { maxEntries: 50, ttl: { alert: 2, result: 1 } } });
+    const dev = await addDevice(d, ID, { kind: 'gateway', gateway: gw });
+    expect((await dev.connect()).ok).toBe(true);
+    await until(async () => (await d!.server.route(ID))?.mode === 'proxy', 'the route');
+    const config = d.server.config;
+    const port = new URL(d.server.url).port;
+    const dataDir = `${d.dir}/server`;
+    await d.server.stop();
+    const send = async (from: number, n: number): Promise<void> => {
+      const alerts = Array.from({ length: n }, (_, i) => genericAlert([{ source: { locURI: './Vendor/Counter' }, meta: { type: 'org.gwmo.test.seq', format: 'int' }, data: String(from + i) }]));
+      expect((await dev.connect({ alerts })).ok).toBe(true);
+    };
+    await send(1, 30); // these will be too old by the time the server is back
+    await new Promise((r) => setTimeout(r, 2300));
+    await send(31, 30); // 60 > 50: the 10 oldest go, with an error log (alerts are never dropped silently)
+    const gwLog = d.logs['gw-2']!;
+    // One error line per alert lost: 60 - 50.
+    expect(gwLog.filter((l) => /ERROR .*outbox full \(50 entries\) of alerts: the 1 oldest alert\(s\) dropped/.test(l))).toHaveLength(10);
+
+    const mem = memoryLogger('server3');
+    revived = await DmServer.create({ config: { ...config, listen: `127.0.0.1:${port}` }, dataDir, logger: mem.logger });
+    await revived.start();
+    const alertsUrl = `${revived.url}/api/devices/${encodeURIComponent(ID)}/alerts`;
+    const seqs = async (): Promise<number[]> => {
+      const { alerts } = (await (await fetch(alertsUrl)).json()) as { alerts: { items: { meta?: { type?: string }; data?: string }[] }[] };
+      return alerts.flatMap((a) => a.items.filter((it) => it.meta?.type === 'org.gwmo.test.seq').map((it) => Number(it.data)));
+    };
+    await until(async () => (await seqs()).length >= 30, 'the fresh alerts at the server', 30_000);
+    expect(await seqs()).toEqual(Array.from({ length: 30 }, (_, i) => 31 + i));
+    expect(gwLog.some((l) => /outbox: 20 entries older than their TTL dropped/.test(l))).toBe(true);
+    const metrics = await (await fetch(`${gw.southUrl.replace(/\/dm$/, '')}/metrics`)).text();
+    expect(metrics).toMatch(/^gwmo_gateway_outbox_dropped_total\{class="alert",why="full",gateway="gw-2"\} 10$/m);
+    expect(metrics).toMatch(/^gwmo_gateway_outbox_dropped_total\{class="alert",why="expired",gateway="gw-2"\} 20$/m);
+    expect(metrics).toMatch(/^gwmo_gateway_outbox_depth\{gateway="gw-2"\} 0$/m);
+  }, 60_000);
 });
