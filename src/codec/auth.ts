@@ -4,7 +4,7 @@
  * I/O and no state (only `newNonce` draws from the CSPRNG). The challenge/retry flow (§5.2) lives
  * in the session layer; this module only computes and parses.
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
 import { CodecError, GwError } from '../errors.ts';
 
 /** The DM auth schemes this runtime implements, as Meta Type strings in Cred/Chal (§5.1). */
@@ -92,7 +92,47 @@ function b64(bytes: Uint8Array): string {
 
 // B64(MD5(user ":" password)): the shared inner term of the md5 and MAC formulas (§5.1).
 function innerB64(user: string, password: string): Uint8Array {
+  // A stored verifier already is B64(MD5(user ":" password)): MD5 and HMAC need nothing more.
+  if (password.startsWith(MD5_VERIFIER)) return utf8.encode(password.slice(MD5_VERIFIER.length));
   return utf8.encode(b64(md5(utf8.encode(`${user}:${password}`))));
+}
+
+/** Prefix of a stored MD5 verifier: `B64(MD5(user ":" password))`, all that MD5 and HMAC authentication need (§5.1). */
+export const MD5_VERIFIER = '$gwmo-md5$';
+/** Prefix of a stored basic-authentication verifier: `$gwmo-scrypt$<salt b64>$<hash b64>`. */
+export const SCRYPT_VERIFIER = '$gwmo-scrypt$';
+
+/**
+ * What a verifying side (a server, a gateway for its devices) keeps of a client's password at rest
+ * (issue "Security and reliability": nothing in plaintext where the protocol allows it): for MD5 and
+ * HMAC the per-account `B64(H(user:password))`; for basic a salted scrypt hash (basic credentials
+ * carry the password, which is checked against it). A value that already is a verifier is kept.
+ */
+export function secretVerifier(user: string, password: string, authType: string): string {
+  if (password.startsWith(MD5_VERIFIER) || password.startsWith(SCRYPT_VERIFIER)) return password;
+  if (authType === 'syncml:auth-basic') {
+    const salt = randomBytes(16);
+    return `${SCRYPT_VERIFIER}${b64(salt)}$${b64(scryptSync(password, salt, 32))}`;
+  }
+  return `${MD5_VERIFIER}${b64(md5(utf8.encode(`${user}:${password}`)))}`;
+}
+
+/** Whether `syncml:auth-basic` Cred Data matches an account's password or stored verifier (constant time). */
+export function basicMatches(data: string, user: string, secret: string): boolean {
+  const want = (a: string, b: string): boolean => a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b));
+  if (!secret.startsWith(MD5_VERIFIER) && !secret.startsWith(SCRYPT_VERIFIER)) return want(data.trim(), basicCred(user, secret));
+  let parsed: { user: string; password: string };
+  try {
+    parsed = parseBasicCred(data.trim());
+  } catch {
+    return false;
+  }
+  if (parsed.user !== user) return false;
+  if (secret.startsWith(MD5_VERIFIER)) return want(b64(md5(utf8.encode(`${user}:${parsed.password}`))), secret.slice(MD5_VERIFIER.length));
+  const [salt, hash] = secret.slice(SCRYPT_VERIFIER.length).split('$');
+  const saltBytes = decodeB64(salt ?? '');
+  if (!saltBytes || !hash) return false;
+  return want(b64(scryptSync(parsed.password, saltBytes, 32)), hash);
 }
 
 const B64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}(?:==)?|[A-Za-z0-9+/]{3}=?)?$/;

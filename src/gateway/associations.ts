@@ -4,6 +4,7 @@
  * gateway's tree are rebuilt from them on start.
  */
 import type { AuthType } from '../codec/auth.ts';
+import { secretVerifier } from '../codec/auth.ts';
 import type { Section, Store } from '../store/store.ts';
 import type { AssociationConfig, Mode } from './config.ts';
 
@@ -64,7 +65,14 @@ export class AssociationStore {
   /** Loads every record. */
   static async open(store: Store): Promise<AssociationStore> {
     const s = new AssociationStore(store);
-    for (const [, r] of await s.section.entries()) s.remember(r);
+    for (const [, r] of await s.section.entries()) {
+      // Records written before secrets were stored as verifiers: convert them once.
+      if (r.secret && !r.secret.startsWith('$gwmo-')) {
+        r.secret = secretVerifier(r.username ?? r.deviceId, r.secret, r.authType);
+        await s.section.put(r.key, r);
+      }
+      s.remember(r);
+    }
     s.next = (await s.meta.get('next')) ?? 1;
     return s;
   }
@@ -161,7 +169,8 @@ export class AssociationStore {
       status: prev?.status ?? 'pending',
       createdAt: prev?.createdAt ?? new Date().toISOString(),
       ...(cfg.username ? { username: cfg.username } : {}),
-      ...(cfg.secret ? { secret: cfg.secret } : {}),
+      // Kept as a verifier, never as given: MD5/HMAC need only B64(H(user:password)), basic a slow hash.
+      ...(cfg.secret ? { secret: secretVerifier(cfg.username ?? cfg.deviceId, cfg.secret, cfg.authType) } : {}),
       ...(cfg.notify ? { notify: cfg.notify } : prev?.notify ? { notify: prev.notify } : {}),
       ...(cfg.publicNotify ? { publicNotify: cfg.publicNotify } : prev?.publicNotify ? { publicNotify: prev.publicNotify } : {}),
       ...(prev?.reportedNotify ? { reportedNotify: prev.reportedNotify } : {}),
@@ -188,6 +197,7 @@ export class AssociationStore {
     const prev = this.byDevice.get(deviceId);
     if (!prev) return undefined;
     const record = { ...prev, ...patch };
+    if (patch.secret) record.secret = secretVerifier(record.username ?? record.deviceId, patch.secret, record.authType);
     // Update memory before the write: concurrent updates each start from the latest record.
     this.remember(record);
     await this.section.put(record.key, record);

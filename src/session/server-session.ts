@@ -7,6 +7,7 @@
  */
 import {
   basicCred,
+  basicMatches,
   formatHmacHeader,
   hmacMac,
   md5Cred,
@@ -307,7 +308,7 @@ export class ServerSession {
     }
     if (acct.authType === 'syncml:auth-basic') {
       // Compare by recomputing: user names such as IMEI:... contain ':' and cannot be split reliably.
-      if (!safeEqual(cred.data.trim(), basicCred(acct.username, acct.secret))) return { code: 401, why: 'wrong user name or password' };
+      if (!basicMatches(cred.data, acct.username, acct.secret)) return { code: 401, why: 'wrong user name or password' };
       this.authenticated = true;
       return { code: 212 };
     }

@@ -5,6 +5,7 @@
  * manages it through the gateway. A wrong PIN changes nothing.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { secretVerifier } from '../../src/codec/auth.ts';
 import { deviceConfigSchema } from '../../src/device/config.ts';
 import { SimDevice } from '../../src/device/device.ts';
 import { readAccounts } from '../../src/tree/standard.ts';
@@ -75,7 +76,10 @@ describe('a failed bootstrap of a device the gateway already manages', () => {
     const before = gw.associations.get(ID)!;
     const r = await operate(d.server, 'gw-b', { cmd: 'Exec', uri: './GwMO/DeviceInventory/Operations/Bootstrap', value: `DeviceID=${ID}&Address=${dev.bootstrapUrl}&PIN=999999` });
     expect(r.status).toBe(401);
-    expect(gw.associations.get(ID)).toMatchObject({ key: before.key, username: 'orig', secret: 'orig-pw', mode: 'proxy' });
-    expect(gw.south.account(ID)).toMatchObject({ username: 'orig', secret: 'orig-pw' });
+    // The same credentials (kept as their verifier, never as the password itself).
+    const verifier = secretVerifier('orig', 'orig-pw', 'syncml:auth-md5');
+    expect(before.secret).toBe(verifier);
+    expect(gw.associations.get(ID)).toMatchObject({ key: before.key, username: 'orig', secret: verifier, mode: 'proxy' });
+    expect(gw.south.account(ID)).toMatchObject({ username: 'orig', secret: verifier });
   });
 });
