@@ -242,6 +242,8 @@ export class DmServer {
   }
   /** Stopping: open sessions are served, new ones refused. */
   private draining = false;
+  /** The remote address each open session started from (later messages must come from it). */
+  private readonly sessionAddress = new Map<string, string>();
 
   /** Number of active session actors. */
   get activeSessions(): number {
@@ -771,7 +773,7 @@ export class DmServer {
     }
     const key = `${deviceId}|${msg.hdr.sessionID}`;
     let session = this.sessions.get(key);
-    if (session && msg.hdr.msgID === '1' && session.messages > 0) {
+    if (session && msg.hdr.msgID === '1' && session.messages > 0 && (req.socket.remoteAddress ?? '') === this.sessionAddress.get(key)) {
       // A new Package 1 (MsgID 1) under the id of a session still open here: the client started
       // over (a reset device reuses its session ids). The old session, idle between messages, is
       // dropped; continuing it would charge the new session with the old one's state (e.g. its
@@ -812,7 +814,16 @@ export class DmServer {
         for (const w of waiters) w();
       }
       this.log.info(`session ${msg.hdr.sessionID} opened by ${deviceId}`, { encoding });
+      this.sessionAddress.set(key, req.socket.remoteAddress ?? '');
       this.root.send({ type: 'session.open', input: { key, session, idleTimeoutMs: this.config.sessionTimeout * 1000 } });
+    } else if ((req.socket.remoteAddress ?? '') !== this.sessionAddress.get(key)) {
+      // MD5 authenticates a session once: later messages are tied to it by DevId and SessionID only,
+      // which anyone who saw them could forge. Binding the session to the address it started from
+      // keeps another host from acting in it (HMAC, or TLS client certificates, bind every message).
+      this.metrics.rejected.inc({ reason: 'session_address' });
+      this.log.warn(`message refused: session ${msg.hdr.sessionID} of ${deviceId} belongs to another address`, { address: req.socket.remoteAddress });
+      res.writeHead(403, { 'content-type': 'text/plain', connection: 'close' }).end(`session ${msg.hdr.sessionID} of ${deviceId} was opened from another address`);
+      return;
     }
     const actor = this.root.system.get(`session:${key}`) as AnyActorRef | undefined;
     if (!actor) {
@@ -931,6 +942,7 @@ export class DmServer {
 
   private async onSessionEnded(key: string, reason: string | undefined): Promise<void> {
     this.metrics.sessions.inc({ outcome: reason ?? 'unknown' });
+    this.sessionAddress.delete(key);
     const session = this.sessions.get(key);
     this.sessions.delete(key);
     if (!session) return;
