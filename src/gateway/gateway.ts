@@ -670,33 +670,49 @@ export class Gateway {
     if (this.flushing) return this.flushing;
     const run = (async () => {
       while (this.flushAgain && !this.stopped) {
-        this.flushAgain = false;
-        const force = this.flushAlways;
-        this.flushAlways = false;
-        const pending = await this.deliverable();
-        if (!pending.length && !force) continue;
-        if (pending.length >= this.config.outbox.batch) this.flushAgain = true; // more after this batch
-        const alerts = pending.map(([, p]) => genericAlert(p.items, p.correlator));
-        const r = await this.north.connect({ alerts }).catch((err: unknown) => ({ ok: false, reason: describeError(err) }));
-        if (r.ok) {
-          await this.outbox.batch(pending.map(([k]) => [k, undefined]));
-          this.outboxCount = Math.max(0, this.outboxCount - pending.length);
-          this.northFailures = 0;
-          continue;
+        // A failing store (full disk) must not end the process with an unhandled rejection: the
+        // entries stay where they are and the next try comes with the backoff.
+        try {
+          this.flushAgain = false;
+          const force = this.flushAlways;
+          this.flushAlways = false;
+          const pending = await this.deliverable();
+          if (!pending.length && !force) continue;
+          if (pending.length >= this.config.outbox.batch) this.flushAgain = true; // more after this batch
+          const alerts = pending.map(([, p]) => genericAlert(p.items, p.correlator));
+          const r = await this.north.connect({ alerts }).catch((err: unknown) => ({ ok: false, reason: describeError(err) }));
+          if (r.ok) {
+            if (pending.length) await this.outbox.batch(pending.map(([k]) => [k, undefined]));
+            this.outboxCount = Math.max(0, this.outboxCount - pending.length);
+            this.northFailures = 0;
+            continue;
+          }
+          // Parent away: try again with exponential backoff and jitter (a building's gateways must
+          // not all hit a recovering server at the same instant).
+          const delay = backoffDelay(NORTH_BACKOFF, ++this.northFailures);
+          this.log.warn(`cannot reach the parent (${r.reason}); ${pending.length} alert(s) kept, next try in ${delay} ms`);
+          clearTimeout(this.retryTimer);
+          if (!this.stopped) {
+            this.northRetryPending = true;
+            this.retryTimer = setTimeout(() => {
+              this.northRetryPending = false;
+              void this.flushAlerts(force);
+            }, delay).unref();
+          }
+          return;
+        } catch (err) {
+          const delay = backoffDelay(NORTH_BACKOFF, ++this.northFailures);
+          this.log.error(`outbox: ${describeError(err)}; next try in ${delay} ms`);
+          clearTimeout(this.retryTimer);
+          if (!this.stopped) {
+            this.northRetryPending = true;
+            this.retryTimer = setTimeout(() => {
+              this.northRetryPending = false;
+              void this.flushAlerts();
+            }, delay).unref();
+          }
+          return;
         }
-        // Parent away: try again with exponential backoff and jitter (a building's gateways must
-        // not all hit a recovering server at the same instant).
-        const delay = backoffDelay(NORTH_BACKOFF, ++this.northFailures);
-        this.log.warn(`cannot reach the parent (${r.reason}); ${pending.length} alert(s) kept, next try in ${delay} ms`);
-        clearTimeout(this.retryTimer);
-        if (!this.stopped) {
-          this.northRetryPending = true;
-          this.retryTimer = setTimeout(() => {
-            this.northRetryPending = false;
-            void this.flushAlerts(force);
-          }, delay).unref();
-        }
-        return;
       }
     })();
     this.flushing = run;

@@ -82,7 +82,7 @@ export async function addGateway(
   parent: Parent,
   devices: AssociationConfig[] | Record<string, unknown>[] = [],
   extra: Record<string, unknown> = {},
-  options: Pick<GatewayOptions, 'inspect'> = {},
+  options: Pick<GatewayOptions, 'inspect' | 'store'> = {},
 ): Promise<Gateway> {
   const l = memoryLogger(id);
   d.logs[id] = l.lines;
@@ -97,7 +97,7 @@ export async function addGateway(
       devices,
       ...extra,
     }),
-    dataDir: join(d.dir, id),
+    ...(options.store ? {} : { dataDir: join(d.dir, id) }),
     logger: l.logger,
     ...options,
   });
