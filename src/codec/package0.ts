@@ -5,6 +5,7 @@
  * drop a bad notification without special-casing error types.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { MD5_VERIFIER } from './auth.ts';
 import { CodecError } from '../errors.ts';
 
 /** The fields of a Package 0 trigger (§4.1), everything after the 16-byte digest. */
@@ -125,7 +126,8 @@ export function encodeTrigger(t: Package0TriggerInit): Uint8Array {
 
 /** Computes the §4.2 digest `MD5( B64(MD5(serverId ":" password)) ":" nonce ":" B64(MD5(trigger)) )`, nonce as raw bytes. */
 export function package0Digest(serverId: string, password: string, nonce: Uint8Array, trigger: Uint8Array): Uint8Array {
-  const inner = b64md5(utf8.encode(`${serverId}:${password}`));
+  // A stored verifier already is B64(H(serverId:password)) (src/codec/auth.ts, secretVerifier).
+  const inner = password.startsWith(MD5_VERIFIER) ? utf8.encode(password.slice(MD5_VERIFIER.length)) : b64md5(utf8.encode(`${serverId}:${password}`));
   const d = md5(inner, COLON, nonce, COLON, b64md5(trigger));
   return new Uint8Array(d.buffer, d.byteOffset, d.length);
 }

@@ -5,18 +5,7 @@
  * multi-message packages (1222), abort (1223). The xstate machine in machines/client-session.ts
  * drives one instance per session.
  */
-import {
-  basicCred,
-  formatHmacHeader,
-  hmacMac,
-  md5Cred,
-  newNonce,
-  nonceCandidates,
-  nonceToB64,
-  parseHmacHeader,
-  safeEqual,
-  type AuthType,
-} from '../codec/auth.ts';
+import { basicCred, formatHmacHeader, hmacMac, md5Cred, newNonce, nonceCandidates, nonceToB64, parseHmacHeader, safeEqual, type AuthType, basicMatches } from '../codec/auth.ts';
 import type { AlertCommand, Command, Encoding, Item, OperationCommand, StatusCommand, SyncHdr, SyncMLMessage } from '../codec/model.ts';
 import { encodeSyncML } from '../codec/syncml.ts';
 import { GwError, describeError } from '../errors.ts';
@@ -299,7 +288,7 @@ export class ClientSession {
     const type = (cred.meta?.type ?? 'syncml:auth-basic').toLowerCase();
     if (type !== srv.type.toLowerCase()) return { ok: false, code: 401, why: `server used ${type}, expected ${srv.type}` };
     if (srv.type === 'syncml:auth-basic') {
-      const ok = safeEqual(cred.data.trim(), basicCred(srv.name, srv.secret));
+      const ok = basicMatches(cred.data, srv.name, srv.secret);
       return ok ? { ok: true, code: 212 } : { ok: false, code: 401, why: 'wrong server id or password' };
     }
     const ok = nonceCandidates(srv.nonce).some((n) => safeEqual(md5Cred(srv.name, srv.secret, n), cred.data.trim()));

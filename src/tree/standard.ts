@@ -5,6 +5,7 @@
  * without Get AccessType are still readable by the client itself.
  */
 import { DmStatusError } from '../errors.ts';
+import { secretVerifier } from '../codec/auth.ts';
 import { formatAcl, parseAcl } from './acl.ts';
 import { isBase64 } from './format.ts';
 import { type AccessType, type DmTree, LOCAL, type NodeScope } from './tree.ts';
@@ -217,11 +218,27 @@ async function installAccount(tree: DmTree, a: DmAccountConfig): Promise<boolean
     await ensure(tree, `${auth}/AAuthLevel`, leaf(level));
     await ensure(tree, `${auth}/AAuthType`, leaf(c.type));
     await ensure(tree, `${auth}/AAuthName`, leaf(c.name, OPTIONAL_GR));
-    await ensure(tree, `${auth}/AAuthSecret`, leaf(c.secret, NO_GET));
+    // At rest only what the scheme needs (issue "Security and reliability"): DIGEST, HMAC and every
+    // server credential need just B64(H(name:secret)); a BASIC client credential must send the
+    // password itself and is the one secret kept as given.
+    const stored = storedSecret(level, c.type, c.name, c.secret);
+    if (!(await ensure(tree, `${auth}/AAuthSecret`, leaf(stored, NO_GET)))) {
+      const cur = await leafValue(tree, `${auth}/AAuthSecret`);
+      // A tree written before verifiers: convert its plaintext once (same name, same secret).
+      if (cur !== undefined && cur === c.secret && stored !== c.secret) await tree.replace(`${auth}/AAuthSecret`, { data: stored }, LOCAL);
+    }
     // Created only when missing: a nonce already persisted is never clobbered by the config's.
     await ensure(tree, `${auth}/AAuthData`, { format: 'b64', data: c.nonce ?? '', access: NO_GET, type: 'application/octet-stream' });
   }
   return created;
+}
+
+/** What an AAuthSecret leaf holds for a credential (see installAccount). */
+function storedSecret(level: 'CLCRED' | 'SRVCRED', type: string, name: string, secret: string): string {
+  // The server's credential also keys Package 0 digests, which need B64(H(serverId:password)):
+  // whatever its type, the MD5 verifier serves both (a BASIC one is checked against it).
+  if (level === 'SRVCRED' || type === 'DIGEST' || type === 'HMAC') return secretVerifier(name, secret, 'syncml:auth-md5');
+  return secret;
 }
 
 async function leafValue(tree: DmTree, uri: string): Promise<string | undefined> {

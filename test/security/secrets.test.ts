@@ -1,9 +1,10 @@
 /**
  * Secrets at rest and in logs (issue "Security and reliability", point 2): a gateway keeps the
  * passwords of the devices it verifies only as verifiers — `B64(H(user:password))` for MD5 and
- * HMAC, a salted scrypt hash for basic — so its LevelDB files never contain them, yet those
- * devices authenticate; no log line of the run contains any of them. Records written before this
- * (plaintext) are converted when the gateway opens its store.
+ * HMAC, a salted scrypt hash for basic — and DM clients (devices, a gateway towards its parent)
+ * keep their MD5/HMAC credentials and their servers' the same way in their DMAcc, so no LevelDB
+ * file of a run contains a password, yet everyone authenticates; no log line contains one either.
+ * Records written before this (plaintext) are converted when the store is opened.
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -62,14 +63,15 @@ describe('account secrets', () => {
     expect(gw.associations.get(MD5_DEV)!.secret).toBe(secretVerifier(`${MD5_DEV}-user`, passwords[0]!, 'syncml:auth-md5'));
     expect(gw.associations.get(BASIC_DEV)!.secret).toMatch(/^\$gwmo-scrypt\$/);
 
-    // The gateway's whole data directory, raw (its own credentials towards its parent are a client's,
-    // which MD5 lets it keep as a verifier too but the DM standard DMAcc holds as given: not checked here).
-    const gatewayFiles = await rawFiles(join(d.dir, 'gw-1'));
-    expect(gatewayFiles.length).toBeGreaterThan(1000); // the scan read real LevelDB files
-    expect(gatewayFiles.includes(`${MD5_DEV}-user`)).toBe(true); // ... and would see a plain string
-    for (const p of passwords) expect(gatewayFiles.includes(p), `${p} in the gateway's LevelDB`).toBe(false);
+    // Every LevelDB file of the run, raw: the gateway's (its associations, its own DMAcc towards the
+    // server) and the device's (its DMAcc). All of these accounts are MD5, so none needs a password.
+    const everything = [...passwords, 'gw-1-secret', 'gw-1-south-secret', d.server.config.serverSecret];
+    const files = await rawFiles(d.dir);
+    expect(files.length).toBeGreaterThan(1000); // the scan read real LevelDB files
+    expect(files.includes(`${MD5_DEV}-user`)).toBe(true); // ... and would see a plain string
+    for (const p of everything) expect(files.includes(p), `${p} in a LevelDB file`).toBe(false);
     for (const [who, lines] of Object.entries(d.logs)) {
-      for (const p of passwords) expect(lines.filter((l) => l.includes(p)), `${p} in the ${who} log`).toEqual([]);
+      for (const p of everything) expect(lines.filter((l) => l.includes(p)), `${p} in the ${who} log`).toEqual([]);
     }
   });
 

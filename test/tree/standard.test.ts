@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { secretVerifier } from '../../src/codec/auth.ts';
 import {
   DEVDETAIL_MOID,
   DEVINFO_MOID,
@@ -119,15 +120,17 @@ describe('standard objects (§6.1, §5.3)', () => {
         displayName: 'Example DMS',
         address: 'https://dms.example.com/dm',
         authPref: 'DIGEST',
-        client: { type: 'DIGEST', name: 'IMEI:493005100592800', secret: 'devpwd', nonce: 'AAAAAA==' },
-        server: { type: 'DIGEST', name: 'com.example.dms', secret: 'srvpwd', nonce: '' },
+        // Kept as verifiers: B64(H(name:secret)) is all DIGEST and HMAC (and Package 0) need.
+        client: { type: 'DIGEST', name: 'IMEI:493005100592800', secret: secretVerifier('IMEI:493005100592800', 'devpwd', 'syncml:auth-md5'), nonce: 'AAAAAA==' },
+        server: { type: 'DIGEST', name: 'com.example.dms', secret: secretVerifier('com.example.dms', 'srvpwd', 'syncml:auth-md5'), nonce: '' },
       },
       {
         account: 'other',
         serverId: 'srv.other',
         address: 'http://other/dm',
+        // A BASIC client credential sends the password itself: the one secret kept as given.
         client: { type: 'BASIC', name: 'dev', secret: 'x', nonce: '' },
-        server: { type: 'HMAC', name: 'srv.other', secret: 'y', nonce: '' },
+        server: { type: 'HMAC', name: 'srv.other', secret: secretVerifier('srv.other', 'y', 'syncml:auth-md5'), nonce: '' },
       },
     ]);
   });
