@@ -48,8 +48,8 @@ describe('gwmo --help', () => {
     for (const c of ['server', 'device', 'get', 'replace', 'add', 'delete', 'exec', 'copy', 'results', 'devices', 'demo', 'up', 'inventory', 'fanout', 'groups', 'group', 'image', 'topology']) expect(stdout).toContain(c);
     expect(stdout).toContain('Examples:');
   });
-  it('has help with an example on every subcommand', async () => {
-    for (const c of [['server'], ['device'], ['get'], ['replace'], ['results'], ['up'], ['inventory'], ['fanout'], ['groups'], ['group', 'set'], ['group', 'delete'], ['image', 'put'], ['topology', 'check'], ['topology', 'schema']]) {
+  it('has help with an example on every subcommand', { timeout: 90_000 }, async () => {
+    for (const c of [['server'], ['device'], ['get'], ['replace'], ['results'], ['up'], ['inventory'], ['fanout'], ['groups'], ['group', 'set'], ['group', 'delete'], ['image', 'put'], ['topology', 'check'], ['topology', 'schema'], ['certs', 'init']]) {
       const { stdout } = await gwmo([...c, '--help']);
       expect(stdout).toContain('Example');
       expect(stdout).toContain('Usage: gwmo');
