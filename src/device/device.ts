@@ -17,7 +17,7 @@ import { genericAlert, ClientSession, type ClientCredentials } from '../session/
 import type { Outgoing } from '../session/common.ts';
 import { memoryStore, openStore, type Store } from '../store/store.ts';
 import { executeCommands, type ExecutorContext, type Reply, type UiHandler } from '../tree/executor.ts';
-import { installStandardObjects, readAccounts, readDevInfo, storeNonce, type DmAccount, type DmAuthType } from '../tree/standard.ts';
+import { installStandardObjects, readAccounts, readDevInfo, storeNonce, type DmAccount, type DmAuthType, protectSecrets } from '../tree/standard.ts';
 import { DmTree, LOCAL, type NodeRecord } from '../tree/tree.ts';
 import { basicInTheClear, listen, post, readBody, type Listener } from '../transport/http.ts';
 import { clientSessionMachine, type ClientSessionOutput } from '../../machines/client-session.ts';
@@ -132,6 +132,7 @@ export class SimDevice {
       ],
     });
     if (s) await this.followConfiguredAddress(s.url);
+    await protectSecrets(this.tree);
     for (const n of c.nodes) {
       if (this.tree.hasLocal(n.uri)) continue;
       const interior = n.format === 'node';
@@ -352,6 +353,8 @@ export class SimDevice {
 
   /** Opens a client-initiated session (Alert 1201), optionally carrying generic alerts. */
   async connect(opts: { alerts?: Omit<AlertCommand, 'cmdID'>[]; serverId?: string } = {}): Promise<DeviceSessionRecord> {
+    // Secrets a server or a bootstrap wrote since the last session are kept as verifiers from now on.
+    await protectSecrets(this.tree).catch((err: unknown) => this.log.warn(`cannot protect DMAcc secrets: ${describeError(err)}`));
     const accounts = await readAccounts(this.tree);
     const acct = opts.serverId ? accounts.find((a) => a.serverId === opts.serverId) : accounts[0];
     if (!acct) throw new GwError('DEVICE_NO_ACCOUNT', `no DM account${opts.serverId ? ` for ${opts.serverId}` : ''}`);

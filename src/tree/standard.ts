@@ -271,6 +271,27 @@ async function findAuth(tree: DmTree, base: string, level: string): Promise<stri
   return undefined;
 }
 
+/**
+ * Replaces AAuthSecret leaves that hold a password where a verifier suffices (see installAccount):
+ * secrets a server wrote with Replace, or a bootstrap installed. Returns how many were converted.
+ */
+export async function protectSecrets(tree: DmTree): Promise<number> {
+  let n = 0;
+  for (const account of await childNames(tree, './DMAcc')) {
+    for (const x of await childNames(tree, `./DMAcc/${account}/AppAuth`)) {
+      const auth = `./DMAcc/${account}/AppAuth/${x}`;
+      const level = await leafValue(tree, `${auth}/AAuthLevel`);
+      const secret = await leafValue(tree, `${auth}/AAuthSecret`);
+      if (!secret || secret.startsWith('$gwmo-') || (level !== 'CLCRED' && level !== 'SRVCRED')) continue;
+      const stored = storedSecret(level, (await leafValue(tree, `${auth}/AAuthType`)) ?? '', (await leafValue(tree, `${auth}/AAuthName`)) ?? '', secret);
+      if (stored === secret) continue;
+      await tree.replace(`${auth}/AAuthSecret`, { data: stored }, LOCAL);
+      n++;
+    }
+  }
+  return n;
+}
+
 /** Reads every account under ./DMAcc (any child with a ServerID leaf, whoever created it). */
 export async function readAccounts(tree: DmTree): Promise<DmAccount[]> {
   const out: DmAccount[] = [];

@@ -13,6 +13,7 @@ import { basicCred, basicMatches, md5Cred, secretVerifier } from '../../src/code
 import { AssociationStore } from '../../src/gateway/associations.ts';
 import { associationConfigSchema } from '../../src/gateway/config.ts';
 import { openStore } from '../../src/store/store.ts';
+import { LOCAL } from '../../src/tree/tree.ts';
 import { tempDir } from '../support/fixtures.ts';
 import { addDevice, addGateway, operate, proxyAssociation, startDeployment, until, type Deployment } from '../support/gateways.ts';
 
@@ -86,5 +87,20 @@ describe('account secrets', () => {
     expect(s.get('IMEI:1')!.secret).toBe(secretVerifier('u', 'old-plain-secret', 'syncml:auth-md5'));
     expect((await store.section<{ secret: string }>('associations').get('d0001'))!.secret).toMatch(/^\$gwmo-md5\$/);
     await store.close();
+  });
+
+  it('a secret a server writes into the DMAcc later is kept as a verifier from the next session on', async () => {
+    const ID = 'IMEI:700000000000953';
+    d = await startDeployment([{ deviceId: ID, username: `${ID}-user`, secret: `${ID}-secret` }]);
+    const dev = await addDevice(d, ID, { kind: 'server', server: d.server });
+    expect((await dev.connect()).ok).toBe(true);
+    // The device's owner (or a server allowed to) rotates the client password in the tree.
+    const auth = './DMAcc/dms/AppAuth/CLCRED/AAuthSecret';
+    await dev.tree.replace(auth, { data: 'rotated-Pa55' }, LOCAL);
+    d.server.removeAccount(ID);
+    d.server.addAccount({ deviceId: ID, username: `${ID}-user`, secret: 'rotated-Pa55', authType: 'syncml:auth-md5', gateway: false, clientNonce: '', serverNonce: '' });
+    expect((await dev.connect()).ok).toBe(true); // authenticates with the new password ...
+    expect(await dev.tree.get(auth, LOCAL).then((v) => v.data)).toBe(secretVerifier(`${ID}-user`, 'rotated-Pa55', 'syncml:auth-md5')); // ... kept as a verifier
+    expect((await dev.connect()).ok).toBe(true);
   });
 });
