@@ -26,6 +26,7 @@ afterEach(async () => {
 
 const A = 'IMEI:356938035650001';
 const H = 'IMEI:356938035650002';
+const B = 'IMEI:356938035650004';
 const XML = 'application/vnd.syncml.dm+xml';
 
 async function server(): Promise<{ s: DmServer; log: string[] }> {
@@ -40,6 +41,7 @@ async function server(): Promise<{ s: DmServer; log: string[] }> {
       accounts: [
         { deviceId: A, username: 'a-user', secret: 'a-secret', authType: 'md5' },
         { deviceId: H, username: 'h-user', secret: 'h-secret', authType: 'hmac' },
+        { deviceId: B, username: 'b-user', secret: 'b-secret', authType: 'md5' },
       ],
     }),
     dataDir: join(tmp.dir, 'server'),
@@ -121,7 +123,7 @@ describe('OMA DM security conformance', () => {
     expect(hdrStatus(intact.body).data).toBe('200');
   });
 
-  it("a message for an open session from another address is refused; the session's own client goes on", async () => {
+  it("a message for an open session from another address, or from another device, never acts in it; its own client goes on", async () => {
     const { s, log } = await server();
     // A queued command keeps the session open after message 1 (the server waits for its status).
     await fetch(`${s.url}/api/devices/${encodeURIComponent(A)}/commands`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ cmd: 'Get', uri: './DevInfo/Mod', wait: false, notify: false }) });
@@ -132,6 +134,9 @@ describe('OMA DM security conformance', () => {
     const hijack = await post(s.dmUrl, next, {}, '127.0.0.2');
     expect(hijack.status).toBe(403);
     expect(log.some((l) => /message refused: session S1 of IMEI:356938035650001 belongs to another address/.test(l))).toBe(true);
+    // Another device naming A's SessionID gets a session of its own, unauthenticated: no access.
+    const other = await post(s.dmUrl, encodeSyncML(message(B, 'b-user', 'S1', '2'), 'xml'));
+    expect(['401', '407']).toContain(hdrStatus(other.body).data);
     const own = await post(s.dmUrl, next);
     expect(own.status).toBe(200);
     expect(hdrStatus(own.body).data).toBe('200');
