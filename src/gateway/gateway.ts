@@ -118,6 +118,8 @@ export class Gateway {
   private outboxDropped!: Counter<'class' | 'why'>;
   /** Entries in the outbox (kept in step with it; the size bound looks at the store only when this passes it). */
   private outboxCount = 0;
+  /** The size bound in progress (serialised). */
+  private bounding: Promise<void> = Promise.resolve();
   private flushing: Promise<void> | undefined;
   private flushAgain = false;
   private flushAlways = false;
@@ -617,7 +619,8 @@ export class Gateway {
         this.outboxDropped.inc({ class: cls, why: 'expired' });
       } else byClass[cls].push(e);
     }
-    this.outboxCount = all.length - expired.length;
+    // Kept in step by increments and decrements only: a snapshot count would race with puts.
+    this.outboxCount = Math.max(0, this.outboxCount - expired.length);
     if (expired.length) {
       await this.outbox.batch(expired.map((k) => [k, undefined]));
       this.log.warn(`outbox: ${expired.length} entr${expired.length === 1 ? 'y' : 'ies'} older than their TTL dropped (alert ${ttl.alert} s, result ${ttl.result} s)`);
@@ -626,16 +629,26 @@ export class Gateway {
   }
 
   /** Keeps the outbox within `outbox.maxEntries`: oldest results first; an alert only with an error log. */
-  private async boundOutbox(): Promise<void> {
+  private boundOutbox(): Promise<void> {
+    // One at a time: concurrent bounds would pick the same oldest entries and miscount.
+    const next = this.bounding.then(() => this.boundOutboxNow());
+    this.bounding = next.catch(() => undefined);
+    return next;
+  }
+
+  private async boundOutboxNow(): Promise<void> {
+    if (this.outboxCount <= this.config.outbox.maxEntries) return;
     const max = this.config.outbox.maxEntries;
     const all = await this.outbox.entries();
-    this.outboxCount = all.length;
-    if (all.length <= max) return;
+    if (all.length <= max) {
+      this.outboxCount = Math.min(this.outboxCount, all.length);
+      return;
+    }
     const over = all.length - max;
-    this.outboxCount = max;
     const results = all.filter(([, p]) => outboxClass(p) === 'result').slice(0, over);
     const alerts = all.filter(([, p]) => outboxClass(p) === 'alert').slice(0, over - results.length);
     await this.outbox.batch([...results, ...alerts].map(([k]) => [k, undefined]));
+    this.outboxCount = Math.max(0, this.outboxCount - results.length - alerts.length);
     if (results.length) {
       this.outboxDropped.inc({ class: 'result', why: 'full' }, results.length);
       this.log.warn(`outbox full (${max} entries): the ${results.length} oldest result(s) dropped`);
