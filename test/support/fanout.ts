@@ -77,5 +77,9 @@ export async function readResults(server: DmServer, gatewayId: string, name: str
 /** Reads one leaf of a gateway's tree through the server. */
 export async function readLeaf(server: DmServer, gatewayId: string, uri: string): Promise<string | undefined> {
   const r = await operate(server, gatewayId, { cmd: 'Get', uri });
-  return r.status === 200 ? r.results?.[0]?.data : undefined;
+  if (r.status === 200) return r.results?.[0]?.data;
+  // Callers poll with this (undefined: not there yet), so a failure is not thrown; but one that is
+  // not a plain 404 is printed whole, so a failed assertion after it can be understood.
+  if (r.status !== 404) console.error(`readLeaf: Get ${uri} on ${gatewayId} answered ${JSON.stringify(r).slice(0, 800)}`);
+  return undefined;
 }
