@@ -124,7 +124,7 @@ function median(xs: number[]): number {
 }
 
 /** The garbage collector: `global.gc` under --expose-gc, else exposed at run time. */
-function collector(): () => void {
+export function collector(): () => void {
   const g = (globalThis as { gc?: () => void }).gc;
   if (g) return g;
   setFlagsFromString('--expose-gc');
@@ -132,7 +132,7 @@ function collector(): () => void {
 }
 
 /** heapUsed after full collections (and a few turns of the event loop for pending work). */
-async function settledHeap(gc: () => void): Promise<number> {
+export async function settledHeap(gc: () => void): Promise<number> {
   for (let i = 0; i < 3; i++) {
     await new Promise((r) => setImmediate(r));
     gc();
@@ -157,7 +157,7 @@ interface SimGateway {
 }
 
 /** A started in-process gateway with a sim network of n devices, all associated. */
-async function simGateway(n: number, concurrency: number, store: 'leveldb' | 'memory'): Promise<SimGateway> {
+export async function simGateway(n: number, concurrency: number, store: 'leveldb' | 'memory'): Promise<SimGateway> {
   const s = await storeFor(store);
   const gw = await Gateway.create({
     config: gatewayConfigSchema.parse({
@@ -195,7 +195,7 @@ let jobSeq = 0;
  * Defines and runs one job (Get ./DevInfo/Mod on every device); returns ms from Exec Start to its
  * final state. A full GC runs first, so no job pays for the garbage of the one before.
  */
-async function runJob(g: SimGateway, n: number, gc: () => void, policyConcurrency?: number): Promise<number> {
+export async function runJob(g: SimGateway, n: number, gc: () => void, policyConcurrency?: number): Promise<number> {
   const { gw, plugin } = g;
   await settledHeap(gc);
   const name = `job${++jobSeq}`;

@@ -56,6 +56,8 @@ export class AssociationStore {
   private readonly addresses = new Map<string, AssociationRecord>();
   private sorted: AssociationRecord[] | undefined;
   private next = 1;
+  /** Told about every record change (the visualizer's record feed). */
+  onChange: ((deviceId: string) => void) | undefined;
 
   private constructor(store: Store) {
     this.section = store.section<AssociationRecord>('associations');
@@ -95,6 +97,7 @@ export class AssociationStore {
     this.byDevice.set(r.deviceId, r);
     this.keys.set(r.key, r);
     if (r.network && r.address) this.addresses.set(`${r.network}\u0000${r.address}`, r);
+    this.onChange?.(r.deviceId);
     if (!prev || prev.key !== r.key) this.sorted = undefined;
     else if (this.sorted) {
       // Same key: swap the record in place rather than re-sorting 100,000 of them.
@@ -210,7 +213,9 @@ export class AssociationStore {
     if (!prev) return undefined;
     this.byDevice.delete(deviceId);
     this.keys.delete(prev.key);
+    if (prev.network && prev.address) this.addresses.delete(`${prev.network}\u0000${prev.address}`);
     this.sorted = undefined;
+    this.onChange?.(deviceId);
     await this.section.del(prev.key);
     return prev;
   }

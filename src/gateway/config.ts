@@ -129,6 +129,11 @@ export const gatewayConfigSchema = z.object({
       batch: z.number().int().min(1).default(2000),
     })
     .default({ maxEntries: 100_000, ttl: { alert: 7 * 86_400, result: 86_400 }, batch: 2000 }),
+  /**
+   * Seconds an association actor stays live after its last event before it retires to its record
+   * (virtual actors, machines/gateway.ts); it is activated again by the next event that needs it.
+   */
+  associationIdle: z.number().positive().default(60),
   /** Image and configuration storage (GwMO-DCIS, notes §1.6): initial settings; the server changes them in the tree. */
   images: z
     .object({

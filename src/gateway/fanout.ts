@@ -13,7 +13,7 @@
  * nothing is dropped. Jobs, resolved members and results are in LevelDB: a job interrupted by a
  * restart resumes and finishes (members whose results were not yet written run again: at least once).
  */
-import { createActor, type Actor, type AnyActorRef, type InspectionEvent } from 'xstate';
+import { createActor, type Actor, type InspectionEvent } from 'xstate';
 import { el, elements, textOf, type XElement } from '../codec/element.ts';
 import { parseXml, writeXml } from '../codec/xml.ts';
 import { DmStatusError, describeError, statusOf } from '../errors.ts';
@@ -107,7 +107,8 @@ export interface FanoutDeps {
   /** Sends a Generic Alert to the parent (durably queued). */
   alert(items: Item[], correlator?: string): Promise<void>;
   /** The association actor of a device (legs are sent to it), if it is live. */
-  associationActor(deviceId: string): AnyActorRef | undefined;
+  /** Reports what a leg learnt about a member's reachability to its association (see `Gateway.observe`). */
+  observe(deviceId: string, event: { type: 'session.ok' } | { type: 'session.failed' }): void;
   /** The child gateway (record key) a device deeper in the tree sits behind, if known. */
   behindChild(deviceId: string): string | undefined;
   /** This gateway's image store: the LocalURL and hash of a stored image. */
@@ -364,7 +365,7 @@ export class FanoutService {
       if (!r) return true;
       this.record(j, m.key, { deviceId: m.deviceId, status: r.status, cmds: r.cmds });
       run.actor.send({ type: 'leg.done', ok: ok(r.status) });
-      this.deps.associationActor(m.deviceId)?.send({ type: r.status === 461 ? 'session.failed' : 'session.ok' });
+      this.deps.observe(m.deviceId, { type: r.status === 461 ? 'session.failed' : 'session.ok' });
       return false;
     });
   }
@@ -439,7 +440,7 @@ export class FanoutService {
       this.record(j, m.key, { deviceId: m.deviceId, status: r.status, cmds: r.cmds });
       settle(ok(r.status));
       // What the leg learnt about the device goes to its association actor (inventory status).
-      this.deps.associationActor(m.deviceId)?.send({ type: r.status === 461 ? 'session.failed' : 'session.ok' });
+      this.deps.observe(m.deviceId, { type: r.status === 461 ? 'session.failed' : 'session.ok' });
     };
     void leg();
   }

@@ -29,8 +29,9 @@ import { LOCAL, type DmTree } from '../tree/tree.ts';
 import type { Command, Item, OperationCommand } from '../codec/model.ts';
 import { cmdStatus } from '../session/common.ts';
 import type { Reply } from '../tree/executor.ts';
-import { gatewayMachine } from '../../machines/gateway.ts';
-import type { AssociationInput } from '../../machines/association.ts';
+import { gatewayMachine, isNoOpOnRecord } from '../../machines/gateway.ts';
+import { associationMachine, type AssociationEvent, type AssociationInput } from '../../machines/association.ts';
+import type { HubObserver } from '../inspect/hub.ts';
 import { AssociationStore, type AssociationRecord } from './associations.ts';
 import { MODES, associationConfigSchema, parentTls, southTrust, type AssociationConfig, type GatewayConfig } from './config.ts';
 import { EDTRIGGER_ROOT, createEdTriggerPlugin, type TriggerRecord } from './edtrigger.ts';
@@ -127,6 +128,10 @@ export class Gateway {
   private stopped = false;
   /** The inspection observer given at creation (also handed to fanout job actors). */
   private readonly inspect: ((event: InspectionEvent) => void) | undefined;
+  /** An association actor's input from its record. */
+  private readonly inputOf: (rec: AssociationRecord) => AssociationInput;
+  /** Retires idle association actors to their records (`associationIdle`). */
+  private sweepTimer: NodeJS.Timeout | undefined;
 
   private constructor(
     config: GatewayConfig,
@@ -144,8 +149,34 @@ export class Gateway {
     this.deferred = this.store.section('deferred');
     this.descendants = this.store.section('descendants');
     this.inspect = parts.inspect;
+    // Associations are virtual actors (machines/gateway.ts): their records are the directory an
+    // actor is activated from; the visualizer shows the records of those without a live actor.
+    const onChange = (ch: Parameters<NonNullable<AssociationInput['onChange']>>[0]): void => void this.onAssociationChange(ch);
+    const inputOf = (rec: AssociationRecord): AssociationInput => ({ deviceId: rec.deviceId, mode: rec.mode, status: rec.status, gateway: rec.gateway, maxFailures: 2, onChange });
+    const feed = (parts.inspect as HubObserver | undefined)?.recordFeed?.({
+      gatewayId: config.id,
+      machine: associationMachine,
+      list: () => this.associations.all().map((r) => ({ deviceId: r.deviceId, mode: r.mode, status: r.status, gateway: r.gateway })),
+      get: (id) => {
+        const r = this.associations.get(id);
+        return r && { deviceId: r.deviceId, mode: r.mode, status: r.status, gateway: r.gateway };
+      },
+      live: (id) => this.actor.getSnapshot().context.associations.has(id),
+    });
+    if (feed) this.associations.onChange = feed;
+    this.inputOf = inputOf;
     this.actor = createActor(gatewayMachine, {
-      input: { gatewayId: config.id, ...(parts.inspect ? { inspect: parts.inspect } : {}) },
+      input: {
+        gatewayId: config.id,
+        directory: {
+          get: (id) => {
+            const r = this.associations.get(id);
+            return r && inputOf(r);
+          },
+          ...(feed ? { liveness: (id: string) => feed(id) } : {}),
+        },
+        ...(parts.inspect ? { inspect: parts.inspect } : {}),
+      },
       ...(parts.inspect ? { inspect: parts.inspect } : {}),
     });
     this.actor.start();
@@ -278,7 +309,7 @@ export class Gateway {
     }
     if (mode === rec.mode) return 200;
     const updated = (await this.associations.update(rec.deviceId, { mode }))!;
-    await this.activate(updated);
+    this.activate(updated, true);
     this.log.info(`${updated.deviceId} switched from ${rec.mode} to ${mode} mode`);
     await this.inventoryAlert(updated, INVENTORY_ALERTS.changed);
     return 200;
@@ -312,7 +343,10 @@ export class Gateway {
     const plugin = await createEdTriggerPlugin(this.store.section<TriggerRecord>('edtrigger'), (id, p0) => this.deliverPackage0(id, p0));
     await this.tree.mount(EDTRIGGER_ROOT, plugin);
     // Associations: restored from their records, then those provisioned in the config.
-    for (const rec of this.associations.all()) await this.activate(rec);
+    // Records only: an actor is activated when an event needs one (a child gateway's at once).
+    for (const rec of this.associations.all()) this.activate(rec, rec.gateway);
+    this.sweepTimer = setInterval(() => this.actor.send({ type: 'association.sweep' }), this.config.associationIdle * 1000);
+    this.sweepTimer.unref();
     // The config provisions devices once; afterwards the records (changed by the server: mode
     // switches, removals, new credentials) are the truth and are not overwritten at each start.
     const provisioned = this.store.section<boolean>('provisioned');
@@ -346,6 +380,7 @@ export class Gateway {
     // carrying them finishes at once instead of sitting out proxyTimeout.
     this.south.queue.close();
     clearTimeout(this.retryTimer);
+    clearInterval(this.sweepTimer);
     await this.flushing?.catch(() => undefined);
     await this.fanout.stop();
     await this.images.close();
@@ -365,7 +400,7 @@ export class Gateway {
   async associate(cfg: AssociationConfig, extra: { protocol?: string; man?: string; mod?: string } = {}): Promise<AssociationRecord> {
     let { record, created } = await this.associations.upsert(cfg, extra.protocol ? { protocol: extra.protocol } : {});
     if (created && (extra.man || extra.mod)) record = (await this.associations.update(record.deviceId, { ...(extra.man ? { man: extra.man } : {}), ...(extra.mod ? { mod: extra.mod } : {}) }))!;
-    await this.activate(record);
+    this.activate(record, true);
     if (created) {
       this.log.info(`associated ${record.deviceId} as ${record.key} (${record.mode}${record.gateway ? ', child gateway' : ''})`);
       await this.inventoryAlert(record, INVENTORY_ALERTS.attached);
@@ -391,7 +426,7 @@ export class Gateway {
   private async stopAdapter(adapter: Adapter): Promise<void> {
     await adapter.stop();
     for (const rec of this.associations.all()) {
-      if (rec.mode === 'adaptation' && rec.network === adapter.name) this.actor.send({ type: 'association.event', deviceId: rec.deviceId, event: { type: 'detach' } });
+      if (rec.mode === 'adaptation' && rec.network === adapter.name) this.observe(rec.deviceId, { type: 'detach' });
     }
   }
 
@@ -442,7 +477,7 @@ export class Gateway {
         if (dev.mod && dev.mod !== rec.mod) change.mod = dev.mod;
         if (Object.keys(change).length) await this.associations.update(rec.deviceId, change);
       }
-      this.actor.send({ type: 'association.event', deviceId: rec.deviceId, event: { type: 'session.ok' } });
+      this.observe(rec.deviceId, { type: 'session.ok' });
     }
     const created = await this.associations.addMany(
       fresh.map(({ adapter, dev }) => ({
@@ -453,7 +488,8 @@ export class Gateway {
         status: 'attached' as const,
       })),
     );
-    for (const rec of created) await this.activate(rec);
+    // Found attached and recorded so: records at rest, no actor until one is needed.
+    for (const rec of created) this.activate(rec, false);
     if (created.length) {
       this.log.info(`associated ${created.length} adaptation device(s)`, { first: created[0]!.deviceId });
       if (await this.newDeviceAlertOn()) {
@@ -465,11 +501,14 @@ export class Gateway {
   /** An adapter lost a device: it is detached (and reported so), not forgotten. */
   private onAdapterDetached(adapter: Adapter, address: string): void {
     const rec = this.associations.byAddress(adapter.name, address);
-    if (rec) this.actor.send({ type: 'association.event', deviceId: rec.deviceId, event: { type: 'detach' } });
+    if (rec) this.observe(rec.deviceId, { type: 'detach' });
   }
 
-  /** Makes an association live: tree nodes, southbound account, actor. */
-  private async activate(rec: AssociationRecord): Promise<void> {
+  /**
+   * Makes an association manageable: its southbound account and, with `live`, its actor now
+   * (a new or changed association); otherwise the actor is activated by the first event that needs it.
+   */
+  private activate(rec: AssociationRecord, live: boolean): void {
     if (rec.mode === 'proxy' && rec.username && rec.secret) {
       this.south.addAccount({
         deviceId: rec.deviceId,
@@ -482,15 +521,21 @@ export class Gateway {
         serverNonce: '',
       });
     } else this.south.removeAccount(rec.deviceId);
-    const input: AssociationInput = {
-      deviceId: rec.deviceId,
-      mode: rec.mode,
-      status: rec.status,
-      gateway: rec.gateway,
-      maxFailures: 2,
-      onChange: (ch) => void this.onAssociationChange(ch),
-    };
-    this.actor.send({ type: 'association.add', input });
+    if (live) this.actor.send({ type: 'association.add', input: this.inputOf(rec) });
+  }
+
+  /**
+   * What a session or fanout leg learnt about a device's reachability, for its association actor.
+   * Checked against the record first: an outcome that changes nothing (a success from an attached
+   * device) costs no actor and no event, which is what lets a fanout over 100,000 members report
+   * without one gateway transition each.
+   */
+  observe(deviceId: string, event: AssociationEvent): void {
+    if (!this.actor.getSnapshot().context.associations.has(deviceId)) {
+      const rec = this.associations.get(deviceId);
+      if (!rec || isNoOpOnRecord(this.inputOf(rec), event)) return;
+    }
+    this.actor.send({ type: 'association.event', deviceId, event });
   }
 
   private async onAssociationChange(ch: { deviceId: string; status?: 'pending' | 'attached' | 'detached'; mode?: AssociationRecord['mode'] }): Promise<void> {
@@ -519,7 +564,7 @@ export class Gateway {
   private onSouthSessionEnded(deviceId: string, reason: string): void {
     if (!this.associations.get(deviceId)) return;
     const ok = reason === 'completed';
-    this.actor.send({ type: 'association.event', deviceId, event: { type: ok ? 'session.ok' : 'session.failed' } });
+    this.observe(deviceId, { type: ok ? 'session.ok' : 'session.failed' });
     if (ok) void this.recordIdentity(deviceId);
   }
 
@@ -752,11 +797,11 @@ export class Gateway {
       await res.arrayBuffer();
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
       this.log.info(`Package 0 forwarded to ${deviceId}`, { url });
-      this.actor.send({ type: 'association.event', deviceId, event: { type: 'session.ok' } });
+      this.observe(deviceId, { type: 'session.ok' });
       return 200;
     } catch (err) {
       this.log.warn(`Package 0 to ${deviceId} failed: ${describeError(err)}`);
-      this.actor.send({ type: 'association.event', deviceId, event: { type: 'session.failed' } });
+      this.observe(deviceId, { type: 'session.failed' });
       return 500;
     }
   }
@@ -841,7 +886,7 @@ export class Gateway {
       log: this.log.child('fanout'),
       defaults: this.config.fanout,
       alert: (items, correlator) => this.queueAlert({ items, ...(correlator !== undefined ? { correlator } : {}), at: new Date().toISOString() }),
-      associationActor: (id) => this.actor.getSnapshot().context.associations.get(id),
+      observe: (id, event) => this.observe(id, event),
       behindChild: (id) => this.descendantCache.get(id),
       image: (name) => {
         const url = this.images.localUrl(name);
@@ -984,7 +1029,7 @@ export class Gateway {
       const { key: _k, deviceId: _d, ...fields } = previous;
       void _k;
       void _d;
-      await this.activate((await this.associations.update(deviceId, fields))!);
+      this.activate((await this.associations.update(deviceId, fields))!, true);
     };
     const { body, contentType } = encodeBootstrap({
       deviceId,

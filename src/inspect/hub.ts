@@ -314,6 +314,42 @@ function activeIds(snapshot: unknown, machineId: string): string[] {
   return out;
 }
 
+/** An association kept as its record, with no live actor (virtual actors, machines/gateway.ts). */
+export interface DormantAssociation {
+  deviceId: string;
+  mode: string;
+  /** The record's status: the association machine's state it would start in. */
+  status: string;
+  gateway: boolean;
+}
+
+/** A gateway's associations as records, for the page (they show as association nodes). */
+export interface RecordFeed {
+  gatewayId: string;
+  /** The association machine (its graph is drawn for record nodes too). */
+  machine: unknown;
+  /** Every association of the gateway (read only while a page is connected). */
+  list(): Iterable<DormantAssociation>;
+  get(deviceId: string): DormantAssociation | undefined;
+  /** Whether the device has a live actor now (then the actor is shown, not the record). */
+  live(deviceId: string): boolean;
+}
+
+/**
+ * An inspection observer (what `observerFor` returns) that also accepts a gateway's record feed;
+ * the returned function is to be called whenever a record changes or its actor goes live or retires.
+ */
+export type HubObserver = ((event: InspectionEvent) => void) & { recordFeed?: (feed: RecordFeed) => (deviceId: string) => void };
+
+interface FeedState {
+  feed: RecordFeed;
+  /** Record nodes shown, by DeviceID; undefined until a page first asked (no cost before). */
+  shown: Map<string, ActorRecord> | undefined;
+  dirty: Set<string>;
+  /** The gateway actor's key and route when the record views were built. */
+  anchor: string;
+}
+
 /** The live model of the runtime's actors, fed by xstate's `inspect` option. */
 export class InspectionHub {
   /** Pass as `{ inspect: hub.observer }`; never throws into the runtime. */
@@ -339,6 +375,7 @@ export class InspectionHub {
   /** Errors swallowed to protect the runtime (visible in tests and on the page's status line). */
   errors = 0;
   private readonly sources = new Map<string, RemoteSource>();
+  private readonly feeds = new Map<string, FeedState>();
 
   constructor(opts: HubOptions = {}) {
     this.ring = new Array<EventView | undefined>(opts.maxEvents ?? 2000).fill(undefined);
@@ -348,8 +385,105 @@ export class InspectionHub {
   }
 
   /** An observer that also labels every actor it sees (e.g. `{ gateway: 'gw-a' }` for one gateway's actors). */
-  observerFor(labels: ActorLabels): (event: InspectionEvent) => void {
-    return (ev) => this.handle(ev, labels);
+  observerFor(labels: ActorLabels): HubObserver {
+    const fn: HubObserver = (ev) => this.handle(ev, labels);
+    fn.recordFeed = (feed) => this.addFeed(feed);
+    return fn;
+  }
+
+  /**
+   * Registers a gateway's association records: those without a live actor are drawn as
+   * association nodes in their recorded state (context `record: true`). Nothing is read or kept
+   * until a page asks for the model; then changes are applied as the returned callback reports them.
+   */
+  addFeed(feed: RecordFeed): (deviceId: string) => void {
+    const st: FeedState = { feed, shown: undefined, dirty: new Set(), anchor: '' };
+    this.feeds.set(feed.gatewayId, st);
+    return (deviceId) => {
+      if (st.shown) st.dirty.add(deviceId);
+    };
+  }
+
+  /** Brings the record nodes of every feed up to date (inside `withIndex`). */
+  private syncFeeds(): void {
+    for (const st of this.feeds.values()) {
+      try {
+        this.syncFeed(st);
+      } catch {
+        this.errors++;
+      }
+    }
+  }
+
+  private syncFeed(st: FeedState): void {
+    const { feed } = st;
+    const gwKey = this.parentIndex().gateways.get(feed.gatewayId);
+    const gw = gwKey ? this.records.get(gwKey) : undefined;
+    if (!gwKey || !gw) return; // the gateway actor is not seen (yet)
+    const route = this.view(gw).route;
+    const anchor = `${gwKey}\u0000${route.join('\u0000')}`;
+    let ids: Iterable<string>;
+    if (!st.shown || anchor !== st.anchor) {
+      st.shown ??= new Map();
+      st.anchor = anchor;
+      const all = new Set(st.shown.keys());
+      for (const d of feed.list()) all.add(d.deviceId);
+      ids = all;
+    } else ids = [...st.dirty];
+    st.dirty.clear();
+    const graph = graphIndex(feed.machine);
+    if (graph && !this.machines.has(graph.graph.id)) this.machines.set(graph.graph.id, { graph: graph.graph, version: ++this.version });
+    const machine = graph?.graph.id ?? 'association';
+    let retiredAt: Set<string> | undefined;
+    for (const id of ids) {
+      const d = feed.get(id);
+      const old = st.shown.get(id);
+      if (!d || feed.live(id)) {
+        if (old) {
+          st.shown.delete(id);
+          this.forget(old);
+        }
+        continue;
+      }
+      // The actor that retired into this record is not shown beside it.
+      retiredAt ??= new Set(this.finished);
+      for (const k of retiredAt) {
+        const f = this.records.get(k);
+        if (f && f.machine === machine && f.status !== 'active' && f.view?.device === id && f.labels.gateway === feed.gatewayId) {
+          this.forget(f);
+          retiredAt.delete(k);
+        }
+      }
+      const key = old?.key ?? `record:${feed.gatewayId}/${id}`;
+      const version = ++this.version;
+      const view: ActorView = {
+        key,
+        actorId: id,
+        machine,
+        kind: 'association',
+        name: `${d.gateway ? 'child gateway ' : ''}${id} (${d.mode})`,
+        gateway: feed.gatewayId,
+        device: id,
+        parent: gwKey,
+        route: [...route, id],
+        status: 'active',
+        value: d.status === 'sleeping' ? 'attached' : d.status,
+        active: [`${machine}.${d.status === 'sleeping' ? 'attached' : d.status}`],
+        taken: [],
+        context: { deviceId: id, mode: d.mode, status: d.status, gateway: d.gateway, record: true },
+        events: 0,
+        version,
+      };
+      if (old) {
+        old.view = view;
+        old.version = version;
+        old.viewVersion = version;
+        continue;
+      }
+      const r: ActorRecord = { key, ref: undefined, machine, graph: graph ?? { graph: { id: machine, root: { id: machine, key: machine, type: 'atomic', states: [] }, transitions: [] }, byTransition: new WeakMap() }, labels: { gateway: feed.gatewayId, device: id, kind: 'association' }, status: 'active', events: 0, taken: [], version, view, viewVersion: version, parent: gwKey, provisional: false, resolvedAt: -1 };
+      this.records.set(key, r);
+      st.shown.set(id, r);
+    }
   }
 
   /** Labels an actor by ref, sessionId, actor id or system id (also actors created later with that id). */
@@ -495,6 +629,7 @@ export class InspectionHub {
   snapshot(): ModelSnapshot {
     return this.withIndex(() => {
       this.reresolve();
+      this.syncFeeds();
       const machines: Record<string, MachineGraph> = {};
       for (const [id, m] of this.machines) machines[id] = m.graph;
       return { version: this.version, actors: [...this.records.values()].map((r) => this.view(r)), machines, events: this.eventsAfter(-1) };
@@ -508,6 +643,7 @@ export class InspectionHub {
 
   private deltaNow(from: number, fromSeq: number): ModelDelta | undefined {
     this.reresolve();
+    this.syncFeeds();
     const oldestRemoval = this.removals[0];
     if (oldestRemoval && this.removals.length >= this.maxRemovals && oldestRemoval.version > from) return undefined;
     const actors: ActorView[] = [];

@@ -131,12 +131,14 @@ function renderTree(visible) {
       kids = kids.filter((k) => k.status === 'active' || keep.has(k.key) || k.key === ui.selected);
     }
     const open = !ui.collapsed.has(a.key);
-    const cls = ['row', a.key === ui.selected ? 'selected' : '', a.status !== 'active' ? 'finished' : ''].join(' ');
+    // An association kept as its record (no live actor: virtual actors) is drawn in its recorded state, in italics.
+    const record = a.context?.record === true;
+    const cls = ['row', a.key === ui.selected ? 'selected' : '', a.status !== 'active' ? 'finished' : '', record ? 'record' : ''].join(' ');
     const state = stateText(a.value);
     html.push(
       `<li><div class="${cls}" data-key="${esc(a.key)}" data-kind="${a.kind}" data-state="${esc(state)}" title="${esc(a.machine)} · ${esc(a.actorId)}">` +
         `<span class="twisty">${kids.length ? (open ? '▾' : '▸') : ''}</span><span class="kind kind-${a.kind}">${a.kind}</span>` +
-        `<span class="name">${esc(a.name)}</span><span class="state${a.flash ? ' flash' : ''}">${esc(state)}${a.status !== 'active' ? ` · ${a.status}` : ''}</span></div>`,
+        `<span class="name">${esc(a.name)}</span><span class="state${a.flash ? ' flash' : ''}">${esc(state)}${a.status !== 'active' ? ` · ${a.status}` : ''}${record ? ' · record' : ''}</span></div>`,
     );
     a.flash = false;
     if (kids.length && open) {
