@@ -51,6 +51,23 @@ function syntax(acl: string, why: string): DmStatusError {
   return new DmStatusError(400, 'TREE_ACL_SYNTAX', `invalid ACL ${JSON.stringify(acl)}: ${why}`);
 }
 
+/** Parsed ACLs by string: a gateway checks the same few ACLs for every member of a fanout. */
+const parsed = new Map<string, readonly AclEntry[]>();
+const PARSED_MAX = 4096;
+
+/**
+ * The entries of an ACL, parsed once per distinct string (read-only, shared: callers that change
+ * entries copy them). Throws like `parseAcl`.
+ */
+export function aclEntries(acl: string): readonly AclEntry[] {
+  let e = parsed.get(acl);
+  if (e) return e;
+  e = Object.freeze(parseAcl(acl));
+  if (parsed.size >= PARSED_MAX) parsed.clear();
+  parsed.set(acl, e);
+  return e;
+}
+
 /** Parses an ACL string into its entries (order kept); throws DmStatusError 400 `TREE_ACL_SYNTAX` when invalid. */
 export function parseAcl(acl: string): AclEntry[] {
   if (acl === '') return [];
@@ -103,7 +120,7 @@ export function validateAcl(acl: string): string {
  * all consulted. An empty ACL allows nothing, because inheritance has been resolved by the caller.
  */
 export function aclAllows(acl: string | readonly AclEntry[], cmd: AclCommand, serverId: string): boolean {
-  const entries = typeof acl === 'string' ? parseAcl(acl) : acl;
+  const entries = typeof acl === 'string' ? aclEntries(acl) : acl;
   for (const e of entries) {
     if (e.cmd !== cmd) continue;
     for (const s of e.servers) if (s === ACL_ANY || s === serverId) return true;

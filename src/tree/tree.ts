@@ -259,7 +259,30 @@ const denied = (uri: string, cmd: string, serverId: string) =>
  * Exec, which (as for local nodes) a node must declare, so that an executable plugin does not make
  * every one of its nodes executable.
  */
-function pluginAccess(p: TreePlugin): Set<AccessType> {
+/**
+ * AccessType sets by the array (or plugin) they come from: views are built for every node a
+ * command touches, and plugins return the same constant arrays, so a Set each time is waste.
+ * The sets are shared: nothing mutates a view's `access`.
+ */
+const accessSets = new WeakMap<object, ReadonlySet<AccessType>>();
+function accessOf(list: readonly AccessType[]): ReadonlySet<AccessType> {
+  let s = accessSets.get(list);
+  if (!s) accessSets.set(list, (s = new Set(list)));
+  return s;
+}
+function pluginAccess(p: TreePlugin): ReadonlySet<AccessType> {
+  let s = accessSets.get(p);
+  if (!s) accessSets.set(p, (s = pluginAccessNew(p)));
+  return s;
+}
+const mountAccessSets = new WeakMap<object, ReadonlySet<AccessType>>();
+/** A mount point's AccessTypes when its plugin does not say: the plugin's, plus Replace (of its properties). */
+function mountPointAccess(p: TreePlugin): ReadonlySet<AccessType> {
+  let s = mountAccessSets.get(p);
+  if (!s) mountAccessSets.set(p, (s = new Set([...pluginAccess(p), 'Replace'])));
+  return s;
+}
+function pluginAccessNew(p: TreePlugin): Set<AccessType> {
   const s = new Set<AccessType>(['Get']);
   if (p.add) s.add('Add');
   if (p.replace) s.add('Replace').add('Copy');
@@ -729,7 +752,7 @@ export class DmTree {
       type: r.type,
       data: r.data,
       acl: r.acl,
-      access: new Set(r.access),
+      access: accessOf(r.access),
       scope: r.scope,
       title: r.title,
       tstamp: r.tstamp,
@@ -751,15 +774,18 @@ export class DmTree {
     const rel = relativeTo(u, m.path);
     if (rel === '') {
       // A device that is away must not make its mount point (and the ACL it carries) unreadable.
-      const pv = await Promise.resolve()
-        .then(() => (purpose === 'meta' && m.plugin.describe ? m.plugin.describe('', ctx) : m.plugin.get('', ctx)))
-        .catch(() => undefined);
+      let pv: PluginNodeView | undefined;
+      try {
+        pv = await (purpose === 'meta' && m.plugin.describe ? m.plugin.describe('', ctx) : m.plugin.get('', ctx));
+      } catch {
+        pv = undefined;
+      }
       // The mount point: ACL, Title, TStamp, VerNo and Scope are the local node's; content is the plugin's.
       const r = this.nodes.get(u);
       if (!r) return undefined;
       const v = this.localView(u, r);
       v.type = pv?.type || r.type;
-      v.access = new Set(pv?.access ?? [...pluginAccess(m.plugin), 'Replace']);
+      v.access = pv?.access ? accessOf(pv.access) : mountPointAccess(m.plugin);
       v.mount = { entry: m, rel };
       return v;
     }
@@ -773,7 +799,7 @@ export class DmTree {
       type: pv.type ?? (format === 'node' ? '' : DEFAULT_TYPE),
       data: format === 'node' ? undefined : (pv.data ?? ''),
       acl: pv.acl ?? '',
-      access: new Set(pv.access ?? pluginAccess(m.plugin)),
+      access: pv.access ? accessOf(pv.access) : pluginAccess(m.plugin),
       scope: 'dynamic',
       title: pv.title,
       tstamp: pv.tstamp,

@@ -54,6 +54,8 @@ export function propUri(uri: string, prop: string): string {
  * no relative navigation.
  */
 export function normalizeUri(raw: string): string {
+  // Already normal (what the runtime itself builds): returned as is, with no split and join.
+  if (raw.length > 2 && raw.charCodeAt(0) === 46 && raw.charCodeAt(1) === 47 && isNormalTail(raw)) return raw;
   let s = raw;
   if (s === '.' || s === './') return ROOT_URI;
   if (s.startsWith('./')) s = s.slice(2);
@@ -66,6 +68,21 @@ export function normalizeUri(raw: string): string {
     }
   }
   return `./${segs.join('/')}`;
+}
+
+/** Whether `./` + the rest of `u` is a normal URI: segments not empty, `.` or `..`, no `?`, no trailing `/`. */
+function isNormalTail(u: string): boolean {
+  let segStart = 2;
+  for (let i = 2; i <= u.length; i++) {
+    const c = i < u.length ? u.charCodeAt(i) : 47;
+    if (c === 63) return false; // '?'
+    if (c !== 47) continue;
+    const len = i - segStart;
+    if (len === 0) return false;
+    if (u.charCodeAt(segStart) === 46 && (len === 1 || (len === 2 && u.charCodeAt(segStart + 1) === 46))) return false;
+    segStart = i + 1;
+  }
+  return true;
 }
 
 /** The segments of a normalised URI (`[]` for the root). */
