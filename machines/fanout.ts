@@ -2,7 +2,8 @@
  * xstate v5 machine of one fanout job (GwMO-FORA-001/002, notes §1.5): it counts legs as they
  * report and decides when the job is over (every member final, cancelled, or past the abort ratio).
  * The members' results do not live in its context: they go straight to the job's result map and
- * LevelDB, so a leg costs one small counter update here, not a copy of thousands of results.
+ * LevelDB, so a leg costs one small counter update here, not a copy of thousands of results; and a
+ * leg is a partition of members (see `FanoutJobEvent`), so that update is rare too.
  * Each leg's outcome is also sent to the member's association actor (reachability); members behind
  * a child gateway run in the child's own fanout job (recursive aggregation).
  */
@@ -22,8 +23,12 @@ export interface FanoutJobInput {
   abortOnFailRatio: number;
 }
 
-/** Events of a job actor. */
-export type FanoutJobEvent = { type: 'leg.done'; ok: boolean } | { type: 'cancel' };
+/**
+ * Events of a job actor. A leg is a partition of members run together (one device, one delegation
+ * to a child gateway, or up to `PARTITION` devices of this gateway): it reports once, with counts,
+ * so a job over 100,000 members takes a few hundred transitions, not 100,000.
+ */
+export type FanoutJobEvent = { type: 'leg.done'; ok: number; failed: number } | { type: 'cancel' };
 
 interface Ctx extends FanoutJobInput {
   done: number;
@@ -56,9 +61,11 @@ export const fanoutJobMachine = setup({
       ],
       on: {
         'leg.done': {
-          actions: assign(({ context, event }) =>
-            event.ok ? { done: context.done + 1, succeeded: context.succeeded + 1 } : { done: context.done + 1, failed: context.failed + 1 },
-          ),
+          actions: assign(({ context, event }) => ({
+            done: context.done + event.ok + event.failed,
+            succeeded: context.succeeded + event.ok,
+            failed: context.failed + event.failed,
+          })),
         },
         cancel: { actions: assign({ cancelled: true }) },
       },

@@ -119,6 +119,8 @@ export interface FanoutDeps {
   inspect?: (event: InspectionEvent) => void;
 }
 
+/** Most devices of this gateway in one leg (see `FanoutService.legs`). */
+const PARTITION = 256;
 const split = (path: string): string[] => (path === '' ? [] : path.split('/'));
 const isFinal = (state: number): boolean => state >= JOB_STATE.completed;
 const ok = (status: number): boolean => status >= 200 && status <= 299;
@@ -147,9 +149,17 @@ export class FanoutService {
   private readonly runs = new Map<string, Run>();
   private readonly jobSection: Section<JobRecord>;
   private readonly memberSection: Section<Member[]>;
-  private readonly resultSection: Section<MemberResult>;
+  /**
+   * Results: chunks `<job>\u0000~<n>` of [member key, result] pairs, one per flush (one LevelDB
+   * entry for up to a thousand members); single entries `<job>\u0000<member key>` from earlier
+   * versions are still read.
+   */
+  private readonly resultSection: Section<MemberResult | [string, MemberResult][]>;
+  /** Chunk keys of each job's results (to delete them with the job). */
+  private readonly chunks = new Map<string, string[]>();
+  private chunkSeq = 0;
   /** Results not yet written, flushed in batches (one LevelDB batch per tick, not per member). */
-  private pendingWrites: [string, MemberResult][] = [];
+  private pendingWrites: [job: string, key: string, result: MemberResult][] = [];
   private flushTimer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> = Promise.resolve();
   private stopped = false;
@@ -167,9 +177,13 @@ export class FanoutService {
     for (const [k, r] of await s.resultSection.entries()) {
       const i = k.indexOf('\u0000');
       const job = k.slice(0, i);
-      let m = s.results.get(job);
-      if (!m) s.results.set(job, (m = new Map()));
-      m.set(k.slice(i + 1), r);
+      const m = s.resultsOf(job);
+      const rest = k.slice(i + 1);
+      if (rest.startsWith('~') && Array.isArray(r)) {
+        for (const [key, result] of r) m.set(key, result);
+        s.chunkKeysOf(job).push(rest);
+        s.chunkSeq = Math.max(s.chunkSeq, Number.parseInt(rest.slice(1), 36) || 0);
+      } else m.set(rest, r as MemberResult);
     }
     return s;
   }
@@ -359,15 +373,20 @@ export class FanoutService {
       return;
     }
     if (!covered.size || this.runs.get(j.name) !== run) return;
+    let okN = 0;
+    let failN = 0;
     this.deps.log.info(`fanout ${j.name}: ${covered.size} member(s) reached by native multicast`);
     run.members = run.members.filter((m) => {
       const r = covered.get(m.key);
       if (!r) return true;
       this.record(j, m.key, { deviceId: m.deviceId, status: r.status, cmds: r.cmds });
-      run.actor.send({ type: 'leg.done', ok: ok(r.status) });
+      if (ok(r.status)) okN++;
+      else failN++;
       this.deps.observe(m.deviceId, { type: r.status === 461 ? 'session.failed' : 'session.ok' });
       return false;
     });
+    // The multicast is one leg: one report for all the members it covered.
+    run.actor.send({ type: 'leg.done', ok: okN, failed: failN });
   }
 
   /** Whether a slot has its result: a member's own, or for a delegation its failure or merged members. */
@@ -395,20 +414,40 @@ export class FanoutService {
     if (run.cancelled || snap.context.aborted) {
       // Cancelled or past the abort ratio: members not started end as 215 (Not executed); legs in
       // flight are awaited, so every member still gets exactly one result.
+      let skipped = 0;
       while (run.next < run.members.length && snap.status === 'active') {
         const m = run.members[run.next++]!;
         this.record(j, m.key, { deviceId: m.deviceId, status: 215, cmds: [] });
-        run.actor.send({ type: 'leg.done', ok: false });
+        skipped++;
       }
+      if (skipped) run.actor.send({ type: 'leg.done', ok: 0, failed: skipped });
       return;
     }
+    // Partitions of this gateway's own devices: as many members as there is room for under the cap,
+    // up to PARTITION; a partition is started only when that much room is free (or nothing else
+    // is left to start), so the cap is kept and partitions do not shrink to single members.
+    const part = Math.max(1, Math.min(PARTITION, Math.ceil(cap / 4)));
     while (!this.stopped && !run.cancelled && run.active < cap && run.next < run.members.length) {
-      const m = run.members[run.next++]!;
+      const first = run.members[run.next]!;
+      if (first.kind === 'local') {
+        const want = Math.min(part, run.members.length - run.next);
+        if (cap - run.active < want && run.active > 0) break;
+        let end = run.next;
+        const limit = run.next + Math.max(1, Math.min(want, cap - run.active));
+        while (end < limit && run.members[end]!.kind === 'local') end++;
+        const members = run.members.slice(run.next, end);
+        run.next = end;
+        run.active += members.length;
+        this.legs(j, run, members);
+        continue;
+      }
+      run.next++;
+      const m = first;
       run.active++;
       const settle = (okay: boolean): void => {
         run.active--;
         if (this.runs.get(j.name) !== run) return;
-        run.actor.send({ type: 'leg.done', ok: okay });
+        run.actor.send({ type: 'leg.done', ok: okay ? 1 : 0, failed: okay ? 0 : 1 });
         this.pump(j, run);
       };
       if (m.kind === 'unknown') {
@@ -420,29 +459,56 @@ export class FanoutService {
           this.record(j, m.key, { deviceId: m.deviceId, status: 500, cmds: [] });
           settle(false);
         });
-      } else this.leg(j, run, m, settle);
+      }
     }
   }
 
-  /** One member of this gateway: the leg runs in its association actor. */
-  private leg(j: JobRecord, run: Run, m: Member, settle: (ok: boolean) => void): void {
+  /**
+   * A partition of this gateway's devices, run together: each member's commands run as its own DM
+   * Sequence (its own status, its own deadline), and each member frees its slot as soon as it is
+   * done; the job actor hears of the partition once, when all of it is done.
+   */
+  private legs(j: JobRecord, run: Run, members: Member[]): void {
     const timeoutMs = (j.policy.timeout ?? this.deps.defaults.timeout) * 1000;
-    const commands = run.commands;
-    const leg = async (): Promise<void> => {
-      let r: MemberRun;
-      try {
-        r = await this.deps.executor().runMember(m.key, this.withImageUrls(commands), { serverId: j.serverId ?? '' }, Date.now() + timeoutMs);
-      } catch (err) {
-        this.deps.log.warn(`fanout ${j.name}: ${m.deviceId} failed: ${describeError(err)}`);
-        const status = statusOf(err);
-        r = { status, cmds: commands.map(() => ({ status })) };
-      }
+    const ctx = { serverId: j.serverId ?? '' };
+    let commands: MemberCommand[] | undefined;
+    let failure: unknown;
+    try {
+      commands = this.withImageUrls(run.commands);
+    } catch (err) {
+      failure = err; // e.g. 412: the image is not stored here; every member gets that status
+    }
+    const deadline = Date.now() + timeoutMs;
+    let left = members.length;
+    let okN = 0;
+    let failN = 0;
+    const done = (m: Member, r: MemberRun): void => {
       this.record(j, m.key, { deviceId: m.deviceId, status: r.status, cmds: r.cmds });
-      settle(ok(r.status));
-      // What the leg learnt about the device goes to its association actor (inventory status).
+      if (ok(r.status)) okN++;
+      else failN++;
+      // What the leg learnt about the device goes to its association (inventory status).
       this.deps.observe(m.deviceId, { type: r.status === 461 ? 'session.failed' : 'session.ok' });
+      run.active--;
+      const current = this.runs.get(j.name) === run;
+      if (--left === 0 && current) run.actor.send({ type: 'leg.done', ok: okN, failed: failN });
+      if (current) this.pump(j, run);
     };
-    void leg();
+    const failed = (m: Member, err: unknown): MemberRun => {
+      this.deps.log.warn(`fanout ${j.name}: ${m.deviceId} failed: ${describeError(err)}`);
+      const status = statusOf(err);
+      return { status, cmds: run.commands.map(() => ({ status })) };
+    };
+    const exec = this.deps.executor();
+    for (const m of members) {
+      if (!commands) {
+        queueMicrotask(() => done(m, failed(m, failure)));
+        continue;
+      }
+      exec.runMember(m.key, commands, ctx, deadline).then(
+        (r) => done(m, r),
+        (err: unknown) => done(m, failed(m, err)),
+      );
+    }
   }
 
   /** Commands with `${ImageURL:<name>}` replaced by this gateway's LocalURL (fresh expiry); 412 when not stored here. */
@@ -590,7 +656,7 @@ export class FanoutService {
     if (this.stopped) return;
     this.deps.onMemberResult?.(result.status);
     this.resultsOf(j.name).set(key, result);
-    this.pendingWrites.push([`${j.name}\u0000${key}`, result]);
+    this.pendingWrites.push([j.name, key, result]);
     if (this.pendingWrites.length >= 1000) void this.flush();
     else this.flushTimer ??= setTimeout(() => void this.flush(), 50);
   }
@@ -599,11 +665,30 @@ export class FanoutService {
   private flush(): Promise<void> {
     clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
-    const ops = this.pendingWrites;
+    const pending = this.pendingWrites;
     this.pendingWrites = [];
-    if (!ops.length) return this.flushing;
+    if (!pending.length) return this.flushing;
+    // One chunk per job: a thousand results are one LevelDB entry, not a thousand.
+    const byJob = new Map<string, [string, MemberResult][]>();
+    for (const [job, key, result] of pending) {
+      let list = byJob.get(job);
+      if (!list) byJob.set(job, (list = []));
+      list.push([key, result]);
+    }
+    const ops: [string, [string, MemberResult][]][] = [];
+    for (const [job, list] of byJob) {
+      const chunk = `~${(++this.chunkSeq).toString(36).padStart(8, '0')}`;
+      this.chunkKeysOf(job).push(chunk);
+      ops.push([`${job}\u0000${chunk}`, list]);
+    }
     this.flushing = this.flushing.then(() => this.resultSection.batch(ops)).catch((err: unknown) => this.deps.log.error(`fanout results not written: ${describeError(err)}`));
     return this.flushing;
+  }
+
+  private chunkKeysOf(job: string): string[] {
+    let c = this.chunks.get(job);
+    if (!c) this.chunks.set(job, (c = []));
+    return c;
   }
 
   /** The job ended: counters, state, the report alert to the parent. */
@@ -751,7 +836,9 @@ export class FanoutService {
         const keys = [...this.resultsOf(j.name).keys()];
         this.results.delete(j.name);
         await this.flush();
-        await this.resultSection.batch(keys.map((k) => [`${j.name}\u0000${k}`, undefined]));
+        const chunks = this.chunkKeysOf(j.name);
+        this.chunks.delete(j.name);
+        await this.resultSection.batch([...chunks, ...keys].map((k) => [`${j.name}\u0000${k}`, undefined]));
         await this.memberSection.del(j.name);
         await this.jobSection.del(j.name);
         return { status: 200 };

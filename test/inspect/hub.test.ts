@@ -73,8 +73,8 @@ describe('InspectionHub', () => {
     // A live change shows in the next delta: the actor's new state and the transition it took.
     const dev1 = byName(a, 'dev-1 (proxy)');
     gwA.send({ type: 'association.event', deviceId: 'dev-1', event: { type: 'session.failed' } });
-    job.send({ type: 'leg.done', ok: true });
-    job.send({ type: 'leg.done', ok: false });
+    job.send({ type: 'leg.done', ok: 1, failed: 0 });
+    job.send({ type: 'leg.done', ok: 0, failed: 1 });
     const d = hub.delta(snap.version, snap.events.at(-1)!.seq)!;
     const changed = d.actors.find((x) => x.key === dev1.key)!;
     expect(changed.value).toBe('detached');
@@ -110,8 +110,8 @@ describe('InspectionHub', () => {
     const live = createActor(fanoutJobMachine, { input: { name: 'live', total: 1_000_000, succeeded: 0, failed: 0, abortOnFailRatio: 0 }, inspect: hub.observer }).start();
     for (let i = 0; i < 500; i++) {
       const job = createActor(fanoutJobMachine, { input: { name: `j${i}`, total: 1, succeeded: 0, failed: 0, abortOnFailRatio: 0 }, inspect: hub.observer }).start();
-      job.send({ type: 'leg.done', ok: true });
-      live.send({ type: 'leg.done', ok: true });
+      job.send({ type: 'leg.done', ok: 1, failed: 0 });
+      live.send({ type: 'leg.done', ok: 1, failed: 0 });
     }
     expect(hub.size).toBe(11);
     const snap = hub.snapshot();
