@@ -66,7 +66,7 @@ class InputDirectory implements AssociationDirectory {
 }
 
 /** Whether `event` would leave an association in its stored state untouched (no actor needed). */
-export function isNoOpOnRecord(input: AssociationInput, event: AssociationEvent): boolean {
+export function isNoOpOnRecord(input: Pick<AssociationInput, 'status' | 'mode'>, event: AssociationEvent): boolean {
   const attached = input.status === 'attached' || input.status === 'sleeping';
   switch (event.type) {
     case 'session.ok':

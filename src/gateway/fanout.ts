@@ -498,17 +498,21 @@ export class FanoutService {
       const status = statusOf(err);
       return { status, cmds: run.commands.map(() => ({ status })) };
     };
-    const exec = this.deps.executor();
-    for (const m of members) {
-      if (!commands) {
-        queueMicrotask(() => done(m, failed(m, failure)));
-        continue;
-      }
-      exec.runMember(m.key, commands, ctx, deadline).then(
-        (r) => done(m, r),
-        (err: unknown) => done(m, failed(m, err)),
-      );
+    if (!commands) {
+      for (const m of members) queueMicrotask(() => done(m, failed(m, failure)));
+      return;
     }
+    this.deps.executor().runMembers(
+      members.map((m) => m.key),
+      commands,
+      ctx,
+      deadline,
+      (i, r) => {
+        const m = members[i]!;
+        if (r.status === 500) this.deps.log.warn(`fanout ${j.name}: ${m.deviceId} failed (500)`);
+        done(m, r);
+      },
+    );
   }
 
   /** Commands with `${ImageURL:<name>}` replaced by this gateway's LocalURL (fresh expiry); 412 when not stored here. */

@@ -533,7 +533,7 @@ export class Gateway {
   observe(deviceId: string, event: AssociationEvent): void {
     if (!this.actor.getSnapshot().context.associations.has(deviceId)) {
       const rec = this.associations.get(deviceId);
-      if (!rec || isNoOpOnRecord(this.inputOf(rec), event)) return;
+      if (!rec || isNoOpOnRecord(rec, event)) return;
     }
     this.actor.send({ type: 'association.event', deviceId, event });
   }

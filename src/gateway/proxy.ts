@@ -140,12 +140,28 @@ export interface GatewayExecutor {
    */
   runMember(key: string, commands: MemberCommand[], ctx: ExecutorContext, deadline: number): Promise<MemberRun>;
   /**
+   * `runMember` for many members at once, against one deadline (a fanout partition): `each` gets
+   * every member's run exactly once, by index, as it finishes (461 for those not done by the deadline).
+   */
+  runMembers(keys: readonly string[], commands: MemberCommand[], ctx: ExecutorContext, deadline: number, each: (i: number, run: MemberRun) => void): void;
+  /**
    * Runs one Replace/Exec on many adaptation members with their networks' native multicast (a KNX
    * group address, a ZigBee group) where the adapter offers one. Only members whose mount ACL lets
    * `ctx.serverId` run the command are considered. Returns the runs of the members it covered; the
    * others are left to `runMember`.
    */
   runMulticast(keys: readonly string[], command: MemberCommand, ctx: ExecutorContext): Promise<Map<string, MemberRun>>;
+}
+
+/** A member that did not answer in time (GwMO 461) for every command. */
+function unreachable(commands: readonly MemberCommand[]): MemberRun {
+  return { status: 461, cmds: commands.map(() => ({ status: 461 })) };
+}
+
+/** A member whose run threw: the error's status (500 when it has none) for every command. */
+function failedRun(commands: readonly MemberCommand[], err: unknown): MemberRun {
+  const status = err instanceof GwError && err.status !== undefined ? err.status : 500;
+  return { status, cmds: commands.map(() => ({ status })) };
 }
 
 /** Commands `runDirect` takes: Get, Replace and Exec on plain URIs (no `?list=`, `?prop=`). */
@@ -187,6 +203,19 @@ export function createGatewayExecutor(deps: ProxyDeps): GatewayExecutor {
 
   const runMember = async (key: string, commands: MemberCommand[], ctx: ExecutorContext, deadline: number): Promise<MemberRun> => {
     const mount = `${DEVICES_ROOT}/${key}`;
+    const rec = associations.byKey(key);
+    if (rec?.mode === 'adaptation' && commands.every(isDirect)) {
+      // The common fanout commands (Get, Replace, Exec on plain URIs) go straight to the tree's
+      // operations, which make every check the executor would (existence, AccessType, ACL); a
+      // full Sequence through the executor costs several times more per member.
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<MemberRun>((resolve) => {
+        timer = setTimeout(() => resolve(unreachable(commands)), Math.max(0, deadline - Date.now()));
+      });
+      const run = await Promise.race([runDirect(mount, commands, ctx), late]);
+      clearTimeout(timer);
+      return run;
+    }
     const inner = commands.map((c, i): OperationCommand => {
       const item: Item = { target: { locURI: prefixUri(mount, c.uri) } };
       if (c.data !== undefined) item.data = c.data;
@@ -194,20 +223,7 @@ export function createGatewayExecutor(deps: ProxyDeps): GatewayExecutor {
       return { kind: c.kind, cmdID: String(i + 1), items: [item] } as OperationCommand;
     });
     const seq = { kind: 'Sequence', cmdID: '0', commands: inner } as OperationCommand;
-    const rec = associations.byKey(key);
     let replies: Outgoing[];
-    if (rec?.mode === 'adaptation' && commands.every(isDirect)) {
-      // The common fanout commands (Get, Replace, Exec on plain URIs) go straight to the tree's
-      // operations, which make every check the executor would (existence, AccessType, ACL); a
-      // full Sequence through the executor costs several times more per member.
-      let timer: NodeJS.Timeout | undefined;
-      const late = new Promise<MemberRun>((resolve) => {
-        timer = setTimeout(() => resolve({ status: 461, cmds: commands.map(() => ({ status: 461 })) }), Math.max(0, deadline - Date.now()));
-      });
-      const run = await Promise.race([runDirect(mount, commands, ctx), late]);
-      clearTimeout(timer);
-      return run;
-    }
     if (rec?.mode === 'adaptation') {
       // A native operation cannot be recalled once sent to the radio; past the deadline the member
       // is reported 461 and whatever the device does afterwards is not waited for.
@@ -282,7 +298,42 @@ export function createGatewayExecutor(deps: ProxyDeps): GatewayExecutor {
     return out;
   };
 
-  return { execute, runMember, runMulticast };
+  const runMembers = (keys: readonly string[], commands: MemberCommand[], ctx: ExecutorContext, deadline: number, each: (i: number, run: MemberRun) => void): void => {
+    const direct = commands.every(isDirect);
+    const reported = new Uint8Array(keys.length);
+    let open = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const report = (i: number, run: MemberRun): void => {
+      if (reported[i]) return;
+      reported[i] = 1;
+      each(i, run);
+    };
+    const settled = (i: number, run: MemberRun): void => {
+      report(i, run);
+      if (--open === 0) clearTimeout(timer);
+    };
+    keys.forEach((key, i) => {
+      const rec = associations.byKey(key);
+      if (direct && rec?.mode === 'adaptation') {
+        // One deadline timer for the whole partition instead of one per member.
+        open++;
+        runDirect(`${DEVICES_ROOT}/${key}`, commands, ctx).then(
+          (run) => settled(i, run),
+          (err: unknown) => settled(i, failedRun(commands, err)),
+        );
+      } else {
+        runMember(key, commands, ctx, deadline).then(
+          (run) => report(i, run),
+          (err: unknown) => report(i, failedRun(commands, err)),
+        );
+      }
+    });
+    if (open > 0) {
+      timer = setTimeout(() => keys.forEach((_, i) => report(i, unreachable(commands))), Math.max(0, deadline - Date.now()));
+    }
+  };
+
+  return { execute, runMember, runMembers, runMulticast };
 
   /**
    * A member's commands on the tree directly, in order, as a Sequence would run them (a failed

@@ -85,6 +85,11 @@ function isNormalTail(u: string): boolean {
   return true;
 }
 
+function isAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 127) return false;
+  return true;
+}
+
 /** The segments of a normalised URI (`[]` for the root). */
 export function segmentsOf(uri: string): string[] {
   return uri === ROOT_URI ? [] : uri.slice(2).split('/');
@@ -130,6 +135,9 @@ export function isValidNodeName(name: string): boolean {
  */
 export function checkUriLimits(uri: string, limits: UriLimits): void {
   const { maxDepth = 0, maxTotLen = 0, maxSegLen = 0 } = limits;
+  if (maxDepth === 0 && maxTotLen === 0 && maxSegLen === 0) return;
+  // The common case, checked without splitting: ASCII URIs well within every limit.
+  if (maxSegLen > 0 && maxTotLen > 0 && uri.length <= Math.min(maxSegLen, maxTotLen) && (maxDepth === 0 || uri.length <= 2 * maxDepth) && isAscii(uri)) return;
   const segs = segmentsOf(uri);
   if (maxDepth > 0 && segs.length > maxDepth) {
     throw new DmStatusError(414, 'TREE_URI_TOO_LONG', `${uri}: depth ${segs.length} exceeds MaxDepth ${maxDepth}`);
