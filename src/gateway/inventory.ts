@@ -12,7 +12,7 @@
  *   (the gateway executor forwards them).
  */
 import { DmStatusError } from '../errors.ts';
-import type { ExecArgs, PluginNodeView, PluginWrite, TreePlugin } from '../tree/tree.ts';
+import type { AccessType, ExecArgs, PluginNodeView, PluginWrite, TreePlugin } from '../tree/tree.ts';
 import type { Adapter } from '../../adapters/contract.ts';
 import { STATUS_VALUE, type AssociationRecord, type AssociationStore } from './associations.ts';
 import { MODE_VALUE } from './config.ts';
@@ -25,6 +25,8 @@ export const SUMMARY_ROOT = './GwMO/DeviceInventory/Summary';
 export const DEVICES_ROOT = './GwMO/Devices';
 
 const GET = ['Get'] as const;
+/** AccessTypes of a device's mount node (its ACL is replaceable); one shared array (the tree caches per array). */
+const MOUNT_ACCESS: readonly AccessType[] = ['Get', 'Replace'];
 const RECORD_LEAVES = ['DeviceID', 'ComponentType', 'Mode', 'Protocol', 'Address', 'NotifyAddress', 'PublicAddress', 'Man', 'Mod', 'Status', 'FirstSeen', 'LastSeen', 'ServerID', 'TreeURI', 'Groups'] as const;
 
 /** ISO 8601 basic UTC (TStamp style, notes §3.8). */
@@ -184,7 +186,7 @@ export function createDevicesPlugin(deps: DevicesDeps): TreePlugin {
       const [key, rest] = split(path);
       const rec = associations.byKey(key);
       if (!rec || rec.mode === 'transparent') return undefined;
-      if (rest === '') return { format: 'node', acl: rec.acl ?? '', access: ['Get', 'Replace'] };
+      if (rest === '') return { format: 'node', acl: rec.acl ?? '', access: MOUNT_ACCESS };
       return subtree(key, path).get(rest, ctx);
     },
     describe(path, ctx): PluginNodeView | undefined | Promise<PluginNodeView | undefined> {
@@ -192,7 +194,7 @@ export function createDevicesPlugin(deps: DevicesDeps): TreePlugin {
       const [key, rest] = split(path);
       const rec = associations.byKey(key);
       if (!rec || rec.mode === 'transparent') return undefined;
-      if (rest === '') return { format: 'node', acl: rec.acl ?? '', access: ['Get', 'Replace'] };
+      if (rest === '') return { format: 'node', acl: rec.acl ?? '', access: MOUNT_ACCESS };
       // Metadata only: a write to an adapted device must not cost a native read first.
       const p = subtree(key, path);
       return p.describe ? p.describe(rest, ctx) : p.get(rest, ctx);

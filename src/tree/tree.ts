@@ -265,10 +265,17 @@ const denied = (uri: string, cmd: string, serverId: string) =>
  * The sets are shared: nothing mutates a view's `access`.
  */
 const accessSets = new WeakMap<object, ReadonlySet<AccessType>>();
+const ACCESS_BIT: Record<string, number> = { Add: 1, Copy: 2, Delete: 4, Exec: 8, Get: 16, Replace: 32 };
+/** The shared set of each combination of AccessTypes, by bit mask (found with no allocation). */
+const accessByMask: (ReadonlySet<AccessType> | undefined)[] = [];
 function accessOf(list: readonly AccessType[]): ReadonlySet<AccessType> {
-  let s = accessSets.get(list);
-  if (!s) accessSets.set(list, (s = new Set(list)));
-  return s;
+  let mask = 0;
+  for (let i = 0; i < list.length; i++) {
+    const b = ACCESS_BIT[list[i]!];
+    if (b === undefined) return new Set(list); // not one of the six: not shared
+    mask |= b;
+  }
+  return (accessByMask[mask] ??= new Set(list));
 }
 function pluginAccess(p: TreePlugin): ReadonlySet<AccessType> {
   let s = accessSets.get(p);
@@ -311,6 +318,8 @@ export class DmTree {
   private readonly nodes = new Map<string, NodeRecord>();
   private readonly kids = new Map<string, Set<string>>();
   private readonly mounts = new Map<string, Mount>();
+  /** The mounts, longest path first (rebuilt after a change). */
+  private mountList: Mount[] | undefined;
   private readonly execHandlers = new Map<string, ExecHandler>();
   private nextSeq = 1;
   private tx: Transaction | undefined;
@@ -561,6 +570,7 @@ export class DmTree {
       if (u === m.path) {
         // The mounted thing itself is gone (e.g. a device removed): drop the mount and its node.
         this.mounts.delete(u);
+        this.mountList = undefined;
         await this.exclusive(async () => {
           if (this.nodes.has(u)) await this.write(this.planDelete(u));
         });
@@ -713,11 +723,13 @@ export class DmTree {
         await this.write(this.planLocalAdd(u, add, LOCAL).changes);
       }
       this.mounts.set(u, { path: u, plugin });
+      this.mountList = undefined;
     });
   }
 
   /** Removes the mount at `path` (the mount-point node stays, empty); true when there was one. */
   unmount(path: string): boolean {
+    this.mountList = undefined;
     return this.mounts.delete(normalizeUri(path));
   }
 
@@ -737,9 +749,12 @@ export class DmTree {
 
   private mountFor(u: string): Mount | undefined {
     if (this.mounts.size === 0) return undefined;
-    for (let p: string | undefined = u; p !== undefined; p = parentOf(p)) {
-      const m = this.mounts.get(p);
-      if (m) return m;
+    // A handful of mounts, longest path first: prefix tests find the innermost one with no
+    // substring per ancestor (this runs for every node a command touches).
+    this.mountList ??= [...this.mounts.values()].sort((a, b) => b.path.length - a.path.length);
+    for (const m of this.mountList) {
+      const n = m.path.length;
+      if (u.length === n ? u === m.path : u.length > n && u.charCodeAt(n) === 47 && u.startsWith(m.path)) return m;
     }
     return undefined;
   }
