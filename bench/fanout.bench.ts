@@ -297,6 +297,78 @@ async function simHeap(n: number, gc: () => void): Promise<number> {
 }
 
 // ----------------------------------------------------------------------------------------------
+// Restart on an existing data directory
+// ----------------------------------------------------------------------------------------------
+
+/** The gateway config of the restore figure: n sim devices (the same network as before the restart). */
+function restoreConfig(n: number) {
+  return gatewayConfigSchema.parse({
+    id: 'gw-restore',
+    parent: PARENT,
+    serverId: 'bench-south',
+    serverSecret: 'y',
+    newDeviceAlert: false,
+    adapters: [{ type: 'sim', generate: { count: n, prefix: PREFIX, kind: 'sensor' }, latencyMs: 0 }],
+  });
+}
+
+/**
+ * `restore.ready`: a gateway with n associated devices is stopped; then (interleaved, several
+ * times) its data directory is (a) opened and every LevelDB record read and decoded in one plain
+ * iteration (the baseline), and (b) opened by a new Gateway, started, and asked for an inventory
+ * node of the last device through its DM tree (what its parent's Get reads), timed until that
+ * answer. The sim network's own construction (n simulated devices, the devices' world, not the
+ * gateway) is timed apart and left out of (b): `simMs`.
+ */
+export async function restoreReady(n: number, gc: () => void, log: (l: string) => void): Promise<{ value: number; baseline: number; simMs: number; runs: number[]; base: number[]; records: number }> {
+  const dir = await mkdtemp(join(tmpdir(), 'gwmo-bench-r-'));
+  try {
+    {
+      const gw = await Gateway.create({ config: restoreConfig(n), dataDir: dir, logger: silentLogger });
+      await gw.start();
+      await gw.settled();
+      if (gw.associations.size !== n) throw new Error(`restore: expected ${n} associations, got ${gw.associations.size}`);
+      await gw.stop();
+    }
+    const { Level } = await import('level');
+    const lastKey = `d${String(n).padStart(4, '0')}`;
+    const runs: number[] = [];
+    const base: number[] = [];
+    const sims: number[] = [];
+    let records = 0;
+    for (let r = 0; r < 3; r++) {
+      await settledHeap(gc);
+      let t0 = now();
+      const db = new Level<string, unknown>(dir, { valueEncoding: 'json' });
+      await db.open();
+      let count = 0;
+      for await (const [k, v] of db.iterator()) if (k && v !== undefined) count++;
+      await db.close();
+      base.push(now() - t0);
+      records = count;
+      await settledHeap(gc);
+      // The simulated network is built first (its cost is the simulator's), then the gateway is timed.
+      t0 = now();
+      const config = restoreConfig(n);
+      const sim = new SimAdapter(simAdapterConfigSchema.parse(config.adapters[0]));
+      sims.push(now() - t0);
+      t0 = now();
+      const gw = await Gateway.create({ config, dataDir: dir, logger: silentLogger, adapters: [sim] });
+      await gw.start();
+      const v = await gw.tree.get(`./GwMO/DeviceInventory/Records/${lastKey}/DeviceID`, { serverId: 'bench-dms' });
+      runs.push(now() - t0);
+      if (v.data !== `urn:dev:sim:${PREFIX}${n}`) throw new Error(`restore: the inventory answered ${JSON.stringify(v.data)} for ${lastKey}`);
+      await gw.settled();
+      await gw.stop();
+    }
+    log(`restore n=${n}: ready ${runs.map((x) => round(x)).join(', ')} ms; plain iteration of ${records} records ${base.map((x) => round(x)).join(', ')} ms`);
+    return { value: median(runs), baseline: median(base), simMs: median(sims), runs, base, records };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+// ----------------------------------------------------------------------------------------------
 // The hierarchy over HTTP
 // ----------------------------------------------------------------------------------------------
 
@@ -626,6 +698,23 @@ export async function runFanoutBench(options: FanoutBenchOptions = {}): Promise<
         note: 'createActor(associationMachine, { id, input }).start() n times, alone, heapUsed delta after GC / n (DeviceID strings excluded)',
       });
     }
+  }
+
+  {
+    const n = largest;
+    log(`restore n=${n}: stopping and restarting a gateway with ${n} devices…`);
+    const r = await restoreReady(n, gc, log);
+    emit({
+      name: 'restore.ready',
+      n,
+      value: round(r.value, 1),
+      unit: 'ms',
+      baseline: round(r.baseline, 1),
+      ratio: ratio(r.value, r.baseline),
+      runs: r.runs.map((x) => round(x, 1)),
+      simMs: round(r.simMs, 1),
+      note: `Gateway.create + start() on the data directory of ${n} associated devices until its tree answers Get ./GwMO/DeviceInventory/Records/<last>/DeviceID (associations come back as records; actors are activated on demand); baseline: open the same LevelDB and iterate and JSON-decode all its ${r.records} records; median of 3, interleaved; the sim network (${round(r.simMs)} ms to build) is built beforehand and not counted`,
+    });
   }
 
   for (const n of hns) {

@@ -299,8 +299,11 @@ export class FanoutService {
     } else throw new DmStatusError(412, 'GW_FANOUT_NO_TARGET', `job ${j.name} needs Target/GroupID or Target/DeviceIDs`);
     const members: Member[] = [];
     const byChild = new Map<string, string[]>();
-    for (const d of direct) {
-      const rec = associations.get(d.deviceId)!;
+    // All devices: the records are at hand (no lookup per member).
+    const recs = j.groupId === ALL_DEVICES ? records : undefined;
+    for (let i = 0; i < direct.length; i++) {
+      const d = direct[i]!;
+      const rec = recs ? recs[i]! : associations.get(d.deviceId)!;
       if (rec.gateway && rec.mode === 'proxy') {
         members.push({ key: rec.key, deviceId: rec.deviceId, kind: 'delegate', child: rec.key, target: { groupId: d.subGroup ?? ALL_DEVICES } });
       } else members.push({ key: rec.key, deviceId: rec.deviceId, kind: 'local' });

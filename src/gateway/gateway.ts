@@ -81,6 +81,11 @@ export interface GatewayOptions {
   logger?: Logger;
   /** xstate inspection observer for every actor of the gateway (the live visualizer, src/inspect). */
   inspect?: (event: InspectionEvent) => void;
+  /**
+   * Adapters built by the caller, by name, used instead of building them from `config.adapters`
+   * (an embedding application that owns its network objects; the benchmarks' prebuilt simulators).
+   */
+  adapters?: Adapter[];
 }
 
 /** A running DM gateway. */
@@ -135,7 +140,7 @@ export class Gateway {
 
   private constructor(
     config: GatewayConfig,
-    parts: { store: Store; ownsStore: boolean; associations: AssociationStore; groups: GroupStore; north: SimDevice; south: DmServer; log: Logger; inspect?: ((event: InspectionEvent) => void) | undefined },
+    parts: { store: Store; ownsStore: boolean; associations: AssociationStore; groups: GroupStore; north: SimDevice; south: DmServer; log: Logger; inspect?: ((event: InspectionEvent) => void) | undefined; adapters?: Adapter[] | undefined },
   ) {
     this.config = config;
     this.store = parts.store;
@@ -186,7 +191,8 @@ export class Gateway {
       // trusts and, simulated by the gateway, present its certificate where its listener asks for one.
       const trust = southTrust(config)?.ca;
       const own = config.tls && config.tls.clientAuth !== 'none' ? { cert: config.tls.cert, key: config.tls.key } : {};
-      this.adapters.set(a.name, createAdapter(a.type === 'sim' && !a.ca && trust ? { ...a, ca: trust, ...own } : a));
+      const given = parts.adapters?.find((x) => x.name === a.name);
+      this.adapters.set(a.name, given ?? createAdapter(a.type === 'sim' && !a.ca && trust ? { ...a, ca: trust, ...own } : a));
     }
   }
 
@@ -236,7 +242,7 @@ export class Gateway {
       logger: log.child('north'),
       executor: (cmds, msgRef, ctx) => gateway!.executor(cmds, msgRef, ctx),
     });
-    gateway = new Gateway(c, { store, ownsStore: !opts.store, associations, groups, north, south, log, inspect: opts.inspect });
+    gateway = new Gateway(c, { store, ownsStore: !opts.store, associations, groups, north, south, log, inspect: opts.inspect, adapters: opts.adapters });
     await gateway.openServices();
     await gateway.mountViews();
     return gateway;
