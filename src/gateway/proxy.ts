@@ -164,6 +164,16 @@ function failedRun(commands: readonly MemberCommand[], err: unknown): MemberRun 
   return { status, cmds: commands.map(() => ({ status })) };
 }
 
+/** Per command of a direct run: its URI relative to the mount, and the URI its Results item carries (the same for every member). */
+type DirectPlan = { rel: string; itemUri: string }[];
+
+function directPlan(commands: readonly MemberCommand[]): DirectPlan {
+  return commands.map((c) => {
+    const rel = c.uri.replace(/^\.\/?/, '');
+    return { rel, itemUri: rel ? `./${rel}` : '.' };
+  });
+}
+
 /** Commands `runDirect` takes: Get, Replace and Exec on plain URIs (no `?list=`, `?prop=`). */
 function isDirect(c: MemberCommand): boolean {
   return (c.kind === 'Get' || c.kind === 'Replace' || c.kind === 'Exec') && !c.uri.includes('?');
@@ -300,6 +310,7 @@ export function createGatewayExecutor(deps: ProxyDeps): GatewayExecutor {
 
   const runMembers = (keys: readonly string[], commands: MemberCommand[], ctx: ExecutorContext, deadline: number, each: (i: number, run: MemberRun) => void): void => {
     const direct = commands.every(isDirect);
+    const plan = direct ? directPlan(commands) : [];
     const reported = new Uint8Array(keys.length);
     let open = 0;
     let timer: NodeJS.Timeout | undefined;
@@ -317,7 +328,7 @@ export function createGatewayExecutor(deps: ProxyDeps): GatewayExecutor {
       if (direct && rec?.mode === 'adaptation') {
         // One deadline timer for the whole partition instead of one per member.
         open++;
-        runDirect(`${DEVICES_ROOT}/${key}`, commands, ctx).then(
+        runDirect(`${DEVICES_ROOT}/${key}`, commands, ctx, plan).then(
           (run) => settled(i, run),
           (err: unknown) => settled(i, failedRun(commands, err)),
         );
@@ -340,17 +351,19 @@ export function createGatewayExecutor(deps: ProxyDeps): GatewayExecutor {
    * command does not stop the next: §3.3 Sequence stops only on a user abort, which these cannot
    * raise). Statuses, Results items and their URIs are those `executeCommands` gives.
    */
-  async function runDirect(mount: string, commands: MemberCommand[], ctx: ExecutorContext): Promise<MemberRun> {
+  async function runDirect(mount: string, commands: MemberCommand[], ctx: ExecutorContext, plan: DirectPlan = directPlan(commands)): Promise<MemberRun> {
     const tctx = { serverId: ctx.serverId };
     const cmds: MemberRun['cmds'] = [];
     let worst = 200;
-    for (const c of commands) {
-      const uri = prefixUri(mount, c.uri);
+    for (let i = 0; i < commands.length; i++) {
+      const c = commands[i]!;
+      const { rel, itemUri } = plan[i]!;
+      const uri = rel ? `${mount}/${rel}` : mount; // prefixUri(mount, c.uri), for a URI without a query
       let out: MemberRun['cmds'][number];
       try {
         if (c.kind === 'Get') {
           const v = await tree.get(uri, tctx);
-          const item: MemberItem = { uri: stripPrefix(mount, uri) };
+          const item: MemberItem = { uri: itemUri };
           if (v.data !== undefined) item.data = typeof v.data === 'string' ? v.data : Buffer.from(v.data).toString('base64');
           if (v.format !== 'chr') item.format = v.format;
           if (v.type !== '' && v.type !== 'text/plain') item.type = v.type;
