@@ -1,16 +1,21 @@
 /**
  * Codec throughput: messages per second for SyncML XML and WBXML encode+decode over a realistic set
- * of DM messages, against a baseline measured in the same run: a plain fast-xml-parser (v5,
- * preserveOrder) parse+build round trip of the same XML documents.
+ * of DM messages, against baselines measured in the same run.
  *
- *   npm run bench            (node bin/run-ts.js bench/codec.bench.ts; about 15 s)
- *   npm run bench -- --quick (a few short rounds; used by test/bench.test.ts)
+ *   node --expose-gc bin/run-ts.js bench/codec.bench.ts   (about 20 s; also run by `npm run bench`)
+ *   ... bench/codec.bench.ts --quick                      (a few short rounds; used by test/bench.test.ts)
  *
- * Output: one JSON line per figure on stdout,
- *   {"name":"codec.xml.roundtrip","n":<messages per round>,"value":<msg/s>,"unit":"msg/s","baseline":<msg/s>,"ratio":<value/baseline>}
- * for codec.xml.roundtrip and codec.wbxml.roundtrip (baseline: fast-xml-parser parse+build),
- * codec.xml.decode (baseline: fast-xml-parser parse only) and codec.xml.encode (baseline:
- * fast-xml-parser build only, from its own parsed tree). Message sizes go to stderr.
+ * Output: one JSON line per figure on stdout, {"name","n","value","unit","baseline","ratio"[,"note"]}:
+ *   codec.xml    n = size in bytes of the ~1 KB message's XML; value = decodeSyncML+encodeSyncML round
+ *                trips per second of that message (unit 1/s); baseline = a plain fast-xml-parser (v5,
+ *                preserveOrder) parse+build of the same XML. Target ratio >= 2.
+ *   codec.wbxml  n = size in bytes of the same message's WBXML; value = its WBXML round trips per
+ *                second; baseline = our XML round trip of the same message (codec.xml's value).
+ *                Target ratio >= 5.
+ *   codec.xml.roundtrip, codec.wbxml.roundtrip (baseline: fast-xml-parser parse+build),
+ *   codec.xml.decode (baseline: fast-xml-parser parse only) and codec.xml.encode (baseline:
+ *   fast-xml-parser build only, from its own parsed tree): msg/s over the whole message set, n =
+ *   messages per round. Message sizes go to stderr.
  *
  * Method: a self-written loop. Each workload is warmed up, then calibrated so that one round (a
  * whole number of passes over the message set) takes about ROUND_MS; rounds of all workloads are
@@ -26,16 +31,18 @@ import { decodeSyncML, encodeSyncML } from '../src/codec/syncml.ts';
 
 /** One reported figure. */
 export interface BenchFigure {
-  name: 'codec.xml.roundtrip' | 'codec.wbxml.roundtrip' | 'codec.xml.decode' | 'codec.xml.encode';
-  /** Messages processed per timed round. */
+  name: 'codec.xml' | 'codec.wbxml' | 'codec.xml.roundtrip' | 'codec.wbxml.roundtrip' | 'codec.xml.decode' | 'codec.xml.encode';
+  /** Messages processed per timed round (codec.xml, codec.wbxml: the message size in bytes, see note). */
   n: number;
-  /** Median throughput of our codec, messages per second. */
+  /** Median throughput of our codec (msg/s, or round trips per second for codec.xml/codec.wbxml). */
   value: number;
-  unit: 'msg/s';
-  /** Median throughput of the fast-xml-parser baseline, messages per second. */
+  unit: 'msg/s' | '1/s';
+  /** Median throughput of the baseline measured in the same run. */
   baseline: number;
   /** value / baseline. */
   ratio: number;
+  /** What n and the baseline are (codec.xml and codec.wbxml only). */
+  note?: string;
 }
 
 export interface BenchOptions {
@@ -270,6 +277,20 @@ export function runCodecBench(options: BenchOptions = {}): BenchFigure[] {
     if (rebuilt !== xmlDocs[i]!.toString('utf8')) throw new Error(`fast-xml-parser round trip of ${set[i]!.name} is not exact`);
   }
 
+  // The headline figures: round trips of the ~1 KB message alone.
+  const kb = set.findIndex((s) => s.name === '1KB');
+  const kbXml = xmlDocs[kb]!;
+  const kbWbxml = wbxmlDocs[kb]!;
+  const headline = measure(
+    {
+      'ours.xml.1kb': () => encodeSyncML(decodeSyncML(kbXml, 'xml'), 'xml').byteLength,
+      'ours.wbxml.1kb': () => encodeSyncML(decodeSyncML(kbWbxml, 'wbxml'), 'wbxml').byteLength,
+      'fxp.1kb': () => (builder.build(parser.parse(kbXml)) as string).length,
+    },
+    1,
+    cfg,
+  );
+
   const results = measure(
     {
       'ours.xml.roundtrip': () => {
@@ -317,7 +338,16 @@ export function runCodecBench(options: BenchOptions = {}): BenchFigure[] {
     const b = results[base]!;
     return { name, n: o.n, value: Math.round(o.value), unit: 'msg/s', baseline: Math.round(b.value), ratio: Number((o.value / b.value).toFixed(3)) };
   };
+  const perSecond = (name: 'codec.xml' | 'codec.wbxml', ours: string, base: string, n: number, note: string): BenchFigure => {
+    const o = headline[ours]!.value;
+    const b = headline[base]!.value;
+    return { name, n, value: Math.round(o), unit: '1/s', baseline: Math.round(b), ratio: Number((o / b).toFixed(3)), note };
+  };
   const figures = [
+    perSecond('codec.xml', 'ours.xml.1kb', 'fxp.1kb', kbXml.byteLength,
+      `n = XML message size in bytes; value = decodeSyncML+encodeSyncML round trips/s of the 1KB message; baseline = fast-xml-parser preserveOrder parse+build of the same XML`),
+    perSecond('codec.wbxml', 'ours.wbxml.1kb', 'ours.xml.1kb', kbWbxml.byteLength,
+      `n = WBXML message size in bytes (the 1KB message); value = WBXML round trips/s; baseline = our XML codec's round trip of the same message (codec.xml value)`),
     figure('codec.xml.roundtrip', 'ours.xml.roundtrip', 'fxp.roundtrip'),
     figure('codec.wbxml.roundtrip', 'ours.wbxml.roundtrip', 'fxp.roundtrip'),
     figure('codec.xml.decode', 'ours.xml.decode', 'fxp.parse'),

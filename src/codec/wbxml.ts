@@ -13,8 +13,9 @@
  * some Data elements, e.g. Replace/Item/Data, into OPAQUE; given that tree with Uint8Array children,
  * the bytes match too. See test/codec/wbxml.test.ts for the libwbxml quirks.)
  */
+import { isAscii } from 'node:buffer';
 import { CodecError } from '../errors.ts';
-import { DEFAULT_LIMITS, type DecodeLimits, type Namespace, type XElement, type XNode } from './element.ts';
+import { CLOSED, DEFAULT_LIMITS, bail, type DecodeLimits, type ElementCursor, type ElementSink, type Namespace, type XElement, type XNode } from './element.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Token tables (omadm.md §3.11)
@@ -489,3 +490,347 @@ export function writeWbxml(root: XElement, options: WriteWbxmlOptions = {}): Uin
   }
   return out.result();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Direct (tree-less) reader and writer for the SyncML mapping (see element.ts). Element ids are
+// the page-0 token, or 0x40 | the page-1 token. The reader accepts a strict subset of what
+// parseWbxml accepts (numeric public id, no string table, STR_I/OPAQUE text, pages 0 and 1) and
+// throws BAIL on anything else, so decodeSyncML falls back to parseWbxml for the reference
+// behaviour; the writer gives the bytes writeWbxml gives for the message's element tree.
+// ---------------------------------------------------------------------------------------------
+
+/** 1 for every element id with a tag on its page. */
+const KNOWN_ID = new Uint8Array(128);
+for (const tok of Object.values(SYNCML_TAGS)) KNOWN_ID[tok] = 1;
+for (const tok of Object.values(METINF_TAGS)) KNOWN_ID[0x40 | tok] = 1;
+
+/** Largest message whose strings are sliced from one Latin-1 text of the whole message. */
+const WHOLE_TEXT_MAX = 64 * 1024;
+
+interface Latin1Slicer {
+  latin1Slice(start: number, end: number): string;
+}
+
+/** Reads a SyncML WBXML document element by element (ElementCursor); see the section comment. */
+export class WbxmlCursor implements ElementCursor {
+  private readonly b: Uint8Array;
+  private readonly buf: Buffer & Latin1Slicer;
+  private readonly len: number;
+  private pos = 0;
+  private page = 0;
+  private depth = 0;
+  private count = 0;
+  private selfClosed = false;
+  private readonly maxDepth: number;
+  private readonly maxElements: number;
+  /** The body as Latin-1 text (one native call), sliced for ASCII strings. */
+  private latin1 = '';
+  private whole = false;
+  /** len when the whole body is ASCII (no string needs a UTF-8 check), else the body's offset. */
+  private firstHigh = 0;
+
+  constructor(bytes: Uint8Array, limits: DecodeLimits = DEFAULT_LIMITS) {
+    this.b = bytes;
+    this.len = bytes.byteLength;
+    if (this.len > limits.maxBytes) bail();
+    this.buf = (Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)) as Buffer & Latin1Slicer;
+    this.maxDepth = limits.maxDepth;
+    this.maxElements = limits.maxElements;
+  }
+
+  private byte(): number {
+    if (this.pos >= this.len) bail();
+    return this.b[this.pos++]!;
+  }
+
+  private mbUint(): number {
+    let v = 0;
+    for (let n = 0; n < 5; n++) {
+      const b = this.byte();
+      v = v * 128 + (b & 0x7f);
+      if ((b & 0x80) === 0) return v > 0xffffffff ? bail() : v;
+    }
+    return bail();
+  }
+
+  /** Opens the element of tag token t on the current page. */
+  private tag(t: number): number {
+    const low = t & TAG_ID_MASK;
+    if (low < 5 || (t & TAG_ATTRIBUTES) !== 0 || this.page > 1) bail(); // global tokens, attributes, DDF
+    const id = (this.page << 6) | low;
+    if (KNOWN_ID[id] === 0) bail();
+    if (++this.count > this.maxElements || this.depth + 1 > this.maxDepth) bail();
+    this.depth++;
+    this.selfClosed = (t & TAG_CONTENT) === 0;
+    return id;
+  }
+
+  /** Text of bytes [s, e): ASCII straight from the buffer, other UTF-8 decoded; invalid UTF-8 bails. */
+  private str(s: number, e: number): string {
+    if (e > this.firstHigh) {
+      const b = this.b;
+      for (let k = s; k < e; k++) {
+        if (b[k]! >= 0x80) {
+          try {
+            return utf8Decoder.decode(b.subarray(s, e));
+          } catch {
+            return bail();
+          }
+        }
+      }
+    }
+    return this.whole ? this.latin1.slice(s, e) : this.buf.latin1Slice(s, e);
+  }
+
+  root(): number {
+    const version = this.byte();
+    if (version < 1 || version > 3) bail();
+    const publicId = this.mbUint();
+    if (publicId !== 0x1201 && publicId !== 0x1202 && publicId !== 0x0fd3) bail();
+    if (this.mbUint() !== CHARSET_UTF8) bail();
+    if (this.mbUint() !== 0) bail(); // a string table: left to the tree path
+    // Small messages: one Latin-1 text for all strings. Large ones (big OPAQUE chunks) would pay
+    // for converting and keeping alive text that is mostly not strings: per-string slices there.
+    this.whole = this.len <= WHOLE_TEXT_MAX;
+    if (this.whole) this.latin1 = this.buf.latin1Slice(0, this.len);
+    this.firstHigh = isAscii(this.buf.subarray(this.pos)) ? this.len : this.pos;
+    for (;;) {
+      const t = this.byte();
+      if (t === SWITCH_PAGE) this.page = this.byte();
+      else return this.tag(t);
+    }
+  }
+
+  nextChild(): number {
+    if (this.selfClosed) {
+      this.selfClosed = false;
+      this.depth--;
+      return CLOSED;
+    }
+    for (;;) {
+      const t = this.byte();
+      switch (t) {
+        case SWITCH_PAGE:
+          this.page = this.byte();
+          break;
+        case END:
+          this.depth--;
+          return CLOSED;
+        case STR_I: {
+          // Text among child elements is ignored by the mapping; it only has to be terminated.
+          const e = this.b.indexOf(0, this.pos);
+          if (e < 0) bail();
+          this.pos = e + 1;
+          break;
+        }
+        case OPAQUE: {
+          const n = this.mbUint();
+          if (n > this.len - this.pos) bail();
+          this.pos += n;
+          break;
+        }
+        default:
+          return this.tag(t);
+      }
+    }
+  }
+
+  leafText(): string {
+    if (this.selfClosed) {
+      this.selfClosed = false;
+      this.depth--;
+      return '';
+    }
+    let text: string | undefined;
+    for (;;) {
+      const t = this.byte();
+      if (t === STR_I) {
+        const s = this.pos;
+        const e = this.b.indexOf(0, s);
+        if (e < 0) bail();
+        this.pos = e + 1;
+        if (e > s) {
+          if (text !== undefined) bail(); // split text: the tree path joins the bytes first
+          text = this.str(s, e);
+        }
+      } else if (t === END) {
+        this.depth--;
+        return text ?? '';
+      } else if (t === SWITCH_PAGE) this.page = this.byte();
+      else bail();
+    }
+  }
+
+  dataValue(): string | Uint8Array {
+    if (this.selfClosed) {
+      this.selfClosed = false;
+      this.depth--;
+      return '';
+    }
+    let value: string | Uint8Array | undefined;
+    for (;;) {
+      const t = this.byte();
+      if (t === STR_I) {
+        const s = this.pos;
+        const e = this.b.indexOf(0, s);
+        if (e < 0) bail();
+        this.pos = e + 1;
+        if (e > s) {
+          if (value !== undefined) bail();
+          value = this.str(s, e);
+        }
+      } else if (t === OPAQUE) {
+        const n = this.mbUint();
+        if (n > this.len - this.pos || value !== undefined) bail();
+        // A copy, independent of the input buffer; an empty OPAQUE is empty text.
+        value = n > 0 ? new Uint8Array(this.b.subarray(this.pos, this.pos + n)) : '';
+        this.pos += n;
+      } else if (t === END) {
+        this.depth--;
+        return value ?? '';
+      } else if (t === SWITCH_PAGE) this.page = this.byte();
+      else bail();
+    }
+  }
+
+  skip(): void {
+    const base = this.depth;
+    do this.nextChild();
+    while (this.depth >= base);
+  }
+
+  end(): void {
+    if (this.pos !== this.len) bail();
+  }
+}
+
+const SCRATCH_SIZE = 8192;
+const SCRATCH_KEEP = 64 * 1024;
+let scratch = new Uint8Array(SCRATCH_SIZE);
+
+/**
+ * Writes a SyncML message as WBXML 1.2 (ElementSink), byte for byte what writeWbxml writes for the
+ * message's element tree. One writer at a time (it fills a module-level scratch buffer; encoding is
+ * synchronous); result() copies the bytes out.
+ */
+export class WbxmlWriter implements ElementSink {
+  private buf: Uint8Array;
+  private cap: number;
+  private pos: number;
+  private page = 0;
+
+  constructor() {
+    const b = scratch;
+    this.buf = b;
+    this.cap = b.byteLength;
+    b[0] = 0x02; // WBXML 1.2
+    b[1] = 0x80 | (PUBLIC_ID_SYNCML12 >> 7); // mb_u_int32 of 0x1201
+    b[2] = PUBLIC_ID_SYNCML12 & 0x7f;
+    b[3] = CHARSET_UTF8;
+    b[4] = 0x00; // empty string table
+    this.pos = 5;
+  }
+
+  /** Makes room for n more bytes. */
+  private grow(n: number): void {
+    let size = this.cap * 2;
+    while (size < this.pos + n) size *= 2;
+    const next = new Uint8Array(size);
+    next.set(this.buf.subarray(0, this.pos));
+    scratch = next;
+    this.buf = next;
+    this.cap = size;
+  }
+
+  private tag(id: number, content: number): void {
+    if (this.pos + 3 > this.cap) this.grow(3);
+    const b = this.buf;
+    const p = id >> 6;
+    if (p !== this.page) {
+      b[this.pos++] = SWITCH_PAGE;
+      b[this.pos++] = p;
+      this.page = p;
+    }
+    b[this.pos++] = (id & TAG_ID_MASK) | content;
+  }
+
+  private mbUint(v: number): void {
+    if (this.pos + 5 > this.cap) this.grow(5);
+    const b = this.buf;
+    if (v < 0x80) b[this.pos++] = v;
+    else {
+      let n = 0;
+      for (let r = v; r >= 0x80; r = Math.floor(r / 128)) n++;
+      for (let k = n; k >= 0; k--) b[this.pos + n - k] = (Math.floor(v / 128 ** k) % 128) | (k > 0 ? 0x80 : 0);
+      this.pos += n + 1;
+    }
+  }
+
+  private byte(v: number): void {
+    if (this.pos + 1 > this.cap) this.grow(1);
+    this.buf[this.pos++] = v;
+  }
+
+  open(id: number): void {
+    this.tag(id, TAG_CONTENT);
+  }
+  close(): void {
+    this.byte(END);
+  }
+  empty(id: number): void {
+    this.tag(id, 0);
+  }
+  text(id: number, s: string): void {
+    this.tag(id, TAG_CONTENT);
+    const n = s.length;
+    if (this.pos + n + 3 > this.cap) this.grow(n + 3);
+    const b = this.buf;
+    const at = this.pos;
+    // A JS loop beats Buffer#utf8Write plus a NUL search for the short texts of DM messages.
+    let p = at + 1;
+    let k = 0;
+    for (; k < n; k++) {
+      const c = s.charCodeAt(k);
+      if (c === 0 || c >= 0x80) break;
+      b[p++] = c;
+    }
+    if (k === n) {
+      b[at] = STR_I;
+      b[p++] = 0x00;
+      b[p++] = END;
+      this.pos = p;
+      return;
+    }
+    // Non-ASCII or NUL: the rules of writeWbxml.
+    if (LONE_SURROGATE.test(s)) bail(); // the tree path throws CODEC_WBXML_TEXT
+    const encoded = utf8Encoder.encode(s);
+    const nul = encoded.includes(0); // STR_I is NUL-terminated: such text travels as OPAQUE
+    if (nul) {
+      this.byte(OPAQUE);
+      this.mbUint(encoded.byteLength);
+    } else this.byte(STR_I);
+    if (this.pos + encoded.byteLength + 2 > this.cap) this.grow(encoded.byteLength + 2);
+    this.buf.set(encoded, this.pos);
+    this.pos += encoded.byteLength;
+    if (!nul) this.buf[this.pos++] = 0x00;
+    this.buf[this.pos++] = END;
+  }
+  bytes(id: number, data: Uint8Array): void {
+    this.tag(id, TAG_CONTENT);
+    this.byte(OPAQUE);
+    this.mbUint(data.byteLength);
+    if (this.pos + data.byteLength + 1 > this.cap) this.grow(data.byteLength + 1);
+    this.buf.set(data, this.pos);
+    this.pos += data.byteLength;
+    this.buf[this.pos++] = END;
+  }
+  /** The document's bytes (a copy, in a pooled Buffer like Buffer.from(string) gives for XML). */
+  result(): Uint8Array {
+    const out = Buffer.allocUnsafe(this.pos);
+    out.set(this.buf.subarray(0, this.pos));
+    // A large message grew the scratch buffer: let that memory go rather than keep it forever.
+    if (this.cap > SCRATCH_KEEP) scratch = new Uint8Array(SCRATCH_SIZE);
+    return out;
+  }
+}
+

@@ -64,7 +64,11 @@ import {
   CONTENT_TYPES,
   decodeHeaderOnly,
   decodeSyncML,
+  decodeSyncMLDirect,
+  decodeSyncMLViaTree,
   encodeSyncML,
+  encodeSyncMLDirect,
+  encodeSyncMLViaTree,
   encodedSize,
   encodingOfContentType,
   messageToElement,
@@ -1526,5 +1530,169 @@ describe('encoder input it cannot carry', () => {
   it('an Unsupported command with a name that has no WBXML token is refused by the WBXML writer', () => {
     const m: SyncMLMessage = { hdr: HDR_MODEL, body: [{ kind: 'Unsupported', name: 'Frobnicate', cmdID: '1' }], final: true };
     expectCodecError(() => encodeSyncML(m, 'wbxml'), 'CODEC_WBXML_UNKNOWN_TAG');
+  });
+});
+
+// ----------------------------------------------------------------------------------------------
+// The direct (tree-less) codec against the element-tree reference
+// ----------------------------------------------------------------------------------------------
+
+/** The outcome of a decode: the message, or the error's code and status. */
+function outcome(fn: () => SyncMLMessage): { message: SyncMLMessage } | { code: string; status: number | undefined } {
+  try {
+    return { message: fn() };
+  } catch (e) {
+    if (!(e instanceof CodecError)) throw e;
+    return { code: e.code, status: e.status };
+  }
+}
+
+/** The direct reader either declines (undefined) or gives exactly the reference's message. */
+function expectDirectAgrees(input: Uint8Array | string, enc: Encoding, limits = DEFAULT_LIMITS): boolean {
+  const direct = decodeSyncMLDirect(input, enc, limits);
+  const reference = outcome(() => decodeSyncMLViaTree(input, enc, limits));
+  if (direct !== undefined) expect(reference).toStrictEqual({ message: direct });
+  expect(outcome(() => decodeSyncML(input, enc, limits))).toStrictEqual(reference);
+  return direct !== undefined;
+}
+
+describe('direct codec: same bytes, messages and errors as the element-tree path', () => {
+  for (const enc of ['xml', 'wbxml'] as const) {
+    it(`${enc}: the direct writer gives the reference bytes, and the direct reader reads them (not vacuous)`, () => {
+      fc.assert(
+        fc.property(GEN_FOR[enc], (m) => {
+          const ref = encodeSyncMLViaTree(m, enc);
+          const direct = encodeSyncMLDirect(m, enc);
+          expect(direct).toBeDefined();
+          expect(toHex(direct!)).toBe(toHex(ref));
+          expect(decodeSyncMLDirect(ref, enc)).toStrictEqual(decodeSyncMLViaTree(ref, enc));
+        }),
+        { numRuns: 500 },
+      );
+    });
+
+    it(`${enc}: loose messages: direct writer bytes (or its fallback) equal the reference; decodes agree`, () => {
+      fc.assert(
+        fc.property(looseMessageArb, (m) => {
+          const ref = outcome(() => decodeSyncMLViaTree(encodeSyncMLViaTree(m, enc), enc));
+          expect(toHex(encodeSyncML(m, enc))).toBe(toHex(encodeSyncMLViaTree(m, enc)));
+          expectDirectAgrees(encodeSyncMLViaTree(m, enc), enc);
+          expect('message' in ref).toBe(true);
+        }),
+        { numRuns: 300 },
+      );
+    });
+
+    it(`${enc}: reordered children decode alike on both paths`, () => {
+      let direct = 0;
+      fc.assert(
+        fc.property(GEN_FOR[enc], fc.integer(), (m, seed) => {
+          const shuffled = shuffleTree(messageToElement(m), prng(seed));
+          const bytes = enc === 'xml' ? writeXml(shuffled) : writeWbxml(shuffled);
+          if (expectDirectAgrees(bytes, enc)) direct++;
+        }),
+        { numRuns: 300 },
+      );
+      expect(direct).toBeGreaterThan(250);
+    });
+  }
+
+  it('realistic packages, pretty-printed XML with a declaration and comments, and tight limits agree', () => {
+    for (const [, make] of PACKAGES) {
+      const m = make();
+      for (const enc of ['xml', 'wbxml'] as const) {
+        const x = encodeSyncML(m, enc);
+        expect(expectDirectAgrees(x, enc)).toBe(true);
+        for (const limits of [
+          { ...DEFAULT_LIMITS, maxBytes: x.byteLength },
+          { ...DEFAULT_LIMITS, maxBytes: x.byteLength - 1 },
+          { ...DEFAULT_LIMITS, maxDepth: 5 },
+          { ...DEFAULT_LIMITS, maxDepth: 6 },
+          { ...DEFAULT_LIMITS, maxElements: 10 },
+        ]) {
+          expectDirectAgrees(x, enc, limits);
+        }
+      }
+      const pretty = `\uFEFF<?xml version="1.0" encoding="UTF-8"?>\n<!-- c -->${xmlOf(m).replace(/></g, '>\n  <')}\n<!-- end -->\n`;
+      expect(expectDirectAgrees(pretty, 'xml')).toBe(true);
+    }
+  });
+
+  it('fuzz: mutated XML messages give the reference message or the reference error', () => {
+    let direct = 0;
+    fc.assert(
+      fc.property(xmlMessageArb, fc.array(mutationArb, { minLength: 1, maxLength: 3 }), (msg, muts) => {
+        const s = mutate(xmlOf(msg), muts);
+        if (expectDirectAgrees(utf8.encode(s), 'xml')) direct++;
+        expectDirectAgrees(s, 'xml');
+      }),
+      { numRuns: Math.min(FUZZ_RUNS, 5000) },
+    );
+    expect(direct).toBeGreaterThan(50);
+  }, FUZZ_TIMEOUT_MS);
+
+  it('fuzz: random strings inside a valid body give the reference message or error', () => {
+    fc.assert(
+      fc.property(xmlSoupArb, (s) => {
+        expectDirectAgrees(withBody(s), 'xml');
+        expectDirectAgrees(s, 'xml');
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('fuzz: mutated WBXML messages give the reference message or the reference error', () => {
+    let direct = 0;
+    fc.assert(
+      fc.property(
+        wbxmlMessageArb,
+        fc.array(fc.record({ at: fc.nat(), value: fc.integer({ min: 0, max: 255 }), kind: fc.constantFrom('set', 'insert', 'delete', 'truncate') }), { minLength: 1, maxLength: 5 }),
+        (msg, muts) => {
+          const b = [...encodeSyncML(msg, 'wbxml')];
+          for (const mu of muts) {
+            const at = b.length === 0 ? 0 : mu.at % b.length;
+            if (mu.kind === 'set') b[at] = mu.value;
+            else if (mu.kind === 'insert') b.splice(at, 0, mu.value);
+            else if (mu.kind === 'delete') b.splice(at, 1);
+            else b.length = at;
+          }
+          if (expectDirectAgrees(new Uint8Array(b), 'wbxml')) direct++;
+        },
+      ),
+      { numRuns: Math.min(FUZZ_RUNS, 5000) },
+    );
+    expect(direct).toBeGreaterThan(50);
+  }, FUZZ_TIMEOUT_MS);
+
+  it('large messages (over 64 KB: the writer scratch grows, the reader slices per string) agree', () => {
+    const items: Item[] = Array.from({ length: 3000 }, (_, i) => ({
+      target: { locURI: `./Vendor/Config/Param${i}` },
+      data: i % 3 === 0 ? `value ${i} & <friends> Grüße 😀` : i % 3 === 1 ? `plain ${i}`.repeat(4) : new Uint8Array([i & 0xff, 0, 0xff]),
+      ...(i % 3 === 2 ? { meta: { format: 'bin' } } : {}),
+    }));
+    const m: SyncMLMessage = { hdr: HDR_MODEL, body: [{ kind: 'Replace', cmdID: '1', items }], final: true };
+    for (const enc of ['xml', 'wbxml'] as const) {
+      const ref = encodeSyncMLViaTree(m, enc);
+      expect(ref.byteLength).toBeGreaterThan(64 * 1024);
+      expect(toHex(encodeSyncMLDirect(m, enc)!)).toBe(toHex(ref));
+      expect(expectDirectAgrees(ref, enc)).toBe(true);
+      // and a small message right after still encodes correctly (the scratch buffer was reset)
+      const small = p1();
+      expect(toHex(encodeSyncML(small, enc))).toBe(toHex(encodeSyncMLViaTree(small, enc)));
+    }
+  });
+
+  it('unusual input is declined by the direct reader and handled by the reference path', () => {
+    const cases = [
+      '<s:SyncML xmlns:s="SYNCML:SYNCML1.2"/>',
+      withBody('<Get><CmdID>1</CmdID><CmdID>2</CmdID><Item><Target><LocURI>./a</LocURI></Target></Item></Get>'),
+      withBody('<Get><CmdID>1</CmdID><Meta><MetInf xmlns="syncml:metinf"><Type>t</Type></MetInf></Meta><Item><Target><LocURI>./a</LocURI></Target></Item></Get>'),
+      withBody('<Replace><CmdID>1</CmdID><Item><Target><LocURI>./a</LocURI></Target><Data><x/></Data></Item></Replace>'),
+      '<!DOCTYPE x><SyncML/>',
+    ];
+    for (const x of cases) {
+      expect(decodeSyncMLDirect(x, 'xml')).toBeUndefined();
+      expectDirectAgrees(x, 'xml');
+    }
   });
 });
