@@ -172,8 +172,8 @@ export interface DevicesDeps {
 export function createDevicesPlugin(deps: DevicesDeps): TreePlugin {
   const { associations } = deps;
   /** The adapter subtree of an adaptation device, or a 404/462 error. */
-  const subtree = (key: string, path: string): TreePlugin => {
-    const rec = associations.byKey(key);
+  const subtree = (key: string, path: string, known?: AssociationRecord): TreePlugin => {
+    const rec = known ?? associations.byKey(key);
     if (!rec || rec.mode === 'transparent') throw new DmStatusError(404, 'GW_UNKNOWN_DEVICE', `${DEVICES_ROOT}/${path} does not exist`);
     const plugin = rec.mode === 'adaptation' && rec.address ? deps.adapter(rec)?.device(rec.address) : undefined;
     // GwMO 462: no adaptation mapping (no adapter for this device, or a proxy device reached here).
@@ -187,7 +187,7 @@ export function createDevicesPlugin(deps: DevicesDeps): TreePlugin {
       const rec = associations.byKey(key);
       if (!rec || rec.mode === 'transparent') return undefined;
       if (rest === '') return { format: 'node', acl: rec.acl ?? '', access: MOUNT_ACCESS };
-      return subtree(key, path).get(rest, ctx);
+      return subtree(key, path, rec).get(rest, ctx);
     },
     describe(path, ctx): PluginNodeView | undefined | Promise<PluginNodeView | undefined> {
       if (path === '') return { format: 'node', access: GET };
@@ -196,7 +196,7 @@ export function createDevicesPlugin(deps: DevicesDeps): TreePlugin {
       if (!rec || rec.mode === 'transparent') return undefined;
       if (rest === '') return { format: 'node', acl: rec.acl ?? '', access: MOUNT_ACCESS };
       // Metadata only: a write to an adapted device must not cost a native read first.
-      const p = subtree(key, path);
+      const p = subtree(key, path, rec);
       return p.describe ? p.describe(rest, ctx) : p.get(rest, ctx);
     },
     children(path, ctx): string[] | Promise<string[]> {
