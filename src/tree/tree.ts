@@ -179,6 +179,7 @@ export interface PluginWrite {
 }
 
 type Awaitable<T> = T | Promise<T>;
+const isThenable = <T>(x: Awaitable<T>): x is Promise<T> => typeof (x as { then?: unknown } | null | undefined)?.then === 'function';
 
 /**
  * A dynamic subtree mounted at a path: it serves every node at and below it, with paths relative to
@@ -450,9 +451,21 @@ export class DmTree {
 
   /** The ACL that governs `uri`: its own, or the nearest ancestor's non-empty one (§5.4 inheritance). */
   async effectiveAcl(uri: string, ctx: TreeContext = LOCAL, first?: View): Promise<string> {
-    for (let u: string | undefined = this.norm(uri); u !== undefined; u = parentOf(u)) {
+    return this.aclOf(this.norm(uri), ctx, first);
+  }
+
+  /**
+   * `effectiveAcl` of a normalised URI, synchronously while every view on the way is (local nodes,
+   * plugins answering at once): a command's checks then cost no promise per ancestor.
+   */
+  private aclOf(start: string | undefined, ctx: TreeContext, first?: View): Awaitable<string> {
+    for (let u = start; u !== undefined; u = parentOf(u)) {
       // Only ACLs are needed: metadata views, and the node's own view when the caller has it.
-      const v = first && first.uri === u ? first : await this.view(u, ctx, 'meta');
+      const v = first && first.uri === u ? first : this.view(u, ctx, 'meta');
+      if (isThenable(v)) {
+        const here = u;
+        return v.then((x) => (x && x.acl !== '' ? x.acl : this.aclOf(parentOf(here), ctx)));
+      }
       if (v && v.acl !== '') return v.acl;
     }
     return ROOT_DEFAULT_ACL;
@@ -780,7 +793,7 @@ export class DmTree {
    * The internal view of a node. `meta` asks only for what the checks need (no value): a plugin's
    * `describe` answers it when present, so a write does not cost a native read first.
    */
-  private async view(u: string, ctx: TreeContext, purpose: 'value' | 'meta' = 'value'): Promise<View | undefined> {
+  private view(u: string, ctx: TreeContext, purpose: 'value' | 'meta' = 'value'): Awaitable<View | undefined> {
     const m = this.mountFor(u);
     if (!m) {
       const r = this.nodes.get(u);
@@ -789,22 +802,31 @@ export class DmTree {
     const rel = relativeTo(u, m.path);
     if (rel === '') {
       // A device that is away must not make its mount point (and the ACL it carries) unreadable.
-      let pv: PluginNodeView | undefined;
+      let pv: Awaitable<PluginNodeView | undefined>;
       try {
-        pv = await (purpose === 'meta' && m.plugin.describe ? m.plugin.describe('', ctx) : m.plugin.get('', ctx));
+        pv = purpose === 'meta' && m.plugin.describe ? m.plugin.describe('', ctx) : m.plugin.get('', ctx);
       } catch {
         pv = undefined;
       }
-      // The mount point: ACL, Title, TStamp, VerNo and Scope are the local node's; content is the plugin's.
-      const r = this.nodes.get(u);
-      if (!r) return undefined;
-      const v = this.localView(u, r);
-      v.type = pv?.type || r.type;
-      v.access = pv?.access ? accessOf(pv.access) : mountPointAccess(m.plugin);
-      v.mount = { entry: m, rel };
-      return v;
+      return isThenable(pv) ? pv.then((x) => this.mountPointView(u, m, rel, x), () => this.mountPointView(u, m, rel, undefined)) : this.mountPointView(u, m, rel, pv);
     }
-    const pv = purpose === 'meta' && m.plugin.describe ? await m.plugin.describe(rel, ctx) : await m.plugin.get(rel, ctx);
+    const pv = purpose === 'meta' && m.plugin.describe ? m.plugin.describe(rel, ctx) : m.plugin.get(rel, ctx);
+    return isThenable(pv) ? pv.then((x) => this.pluginView(u, m, rel, x)) : this.pluginView(u, m, rel, pv);
+  }
+
+  /** The mount point: ACL, Title, TStamp, VerNo and Scope are the local node's; content is the plugin's. */
+  private mountPointView(u: string, m: Mount, rel: string, pv: PluginNodeView | undefined): View | undefined {
+    const r = this.nodes.get(u);
+    if (!r) return undefined;
+    const v = this.localView(u, r);
+    v.type = pv?.type || r.type;
+    v.access = pv?.access ? accessOf(pv.access) : mountPointAccess(m.plugin);
+    v.mount = { entry: m, rel };
+    return v;
+  }
+
+  /** A node inside a mounted plugin. */
+  private pluginView(u: string, m: Mount, rel: string, pv: PluginNodeView | undefined): View | undefined {
     if (!pv) return undefined;
     const format: Exclude<NodeFormat, 'b64'> = pv.format === 'b64' ? 'bin' : pv.format;
     return {
@@ -823,18 +845,31 @@ export class DmTree {
     };
   }
 
-  private async existing(u: string, ctx: TreeContext, purpose: 'value' | 'meta' = 'value'): Promise<View> {
-    const v = await this.view(u, ctx, purpose);
+
+  // The checks below return a value when everything they read answered at once, a promise
+  // otherwise, and throw (or reject) with the DM status: callers `await` them either way.
+
+  private existing(u: string, ctx: TreeContext, purpose: 'value' | 'meta' = 'value'): Awaitable<View> {
+    const v = this.view(u, ctx, purpose);
+    if (isThenable(v)) {
+      return v.then((x) => {
+        if (!x) throw notFound(u);
+        return x;
+      });
+    }
     if (!v) throw notFound(u);
     return v;
   }
 
   /** Existence, Get AccessType (405), then Get ACL (425): the order of §3.4 (what the node supports before who asks). */
-  private async readable(u: string, ctx: TreeContext): Promise<View> {
-    const v = await this.existing(u, ctx);
-    if (ctx.serverId !== undefined && !v.access.has('Get')) throw notAllowed(u, 'Get');
-    await this.authorize(u, 'Get', ctx, v);
-    return v;
+  private readable(u: string, ctx: TreeContext): Awaitable<View> {
+    const check = (v: View): Awaitable<View> => {
+      if (ctx.serverId !== undefined && !v.access.has('Get')) throw notAllowed(u, 'Get');
+      const a = this.authorize(u, 'Get', ctx, v);
+      return isThenable(a) ? a.then(() => v) : v;
+    };
+    const v = this.existing(u, ctx);
+    return isThenable(v) ? v.then(check) : check(v);
   }
 
   private async childNames(v: View, ctx: TreeContext): Promise<string[]> {
@@ -849,9 +884,16 @@ export class DmTree {
     return names.sort((a, b) => a.seq - b.seq).map((n) => n.name);
   }
 
-  private async authorize(u: string, cmd: AclCommand, ctx: TreeContext, v?: View): Promise<void> {
-    if (ctx.serverId === undefined) return;
-    if (!aclAllows(await this.effectiveAcl(u, ctx, v), cmd, ctx.serverId)) throw denied(u, cmd, ctx.serverId);
+  private authorize(u: string, cmd: AclCommand, ctx: TreeContext, v?: View): Awaitable<void> {
+    const serverId = ctx.serverId;
+    if (serverId === undefined) return;
+    const acl = this.aclOf(this.norm(u), ctx, v);
+    if (isThenable(acl)) {
+      return acl.then((a) => {
+        if (!aclAllows(a, cmd, serverId)) throw denied(u, cmd, serverId);
+      });
+    }
+    if (!aclAllows(acl, cmd, serverId)) throw denied(u, cmd, serverId);
   }
 
   private async allowed(u: string, cmd: AclCommand, ctx: TreeContext): Promise<boolean> {
