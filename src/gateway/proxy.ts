@@ -16,7 +16,7 @@ import { mapCommandUris, mapItems, prefixUri, stripPrefix } from '../session/rou
 import { DEFERRED_MARK } from '../session/server-session.ts';
 import { aclAllows, type AclCommand } from '../tree/acl.ts';
 import { executeCommands, type ExecutorContext, type Reply } from '../tree/executor.ts';
-import { LOCAL, type DmTree } from '../tree/tree.ts';
+import { LOCAL, type DmTree, type NodeValue } from '../tree/tree.ts';
 import type { CommandExecutor } from '../device/device.ts';
 import type { AssociationStore } from './associations.ts';
 import type { Adapter } from '../../adapters/contract.ts';
@@ -152,6 +152,9 @@ export interface GatewayExecutor {
    */
   runMulticast(keys: readonly string[], command: MemberCommand, ctx: ExecutorContext): Promise<Map<string, MemberRun>>;
 }
+
+type Awaitable<T> = T | Promise<T>;
+const isThenable = <T>(x: Awaitable<T>): x is Promise<T> => typeof (x as { then?: unknown } | null | undefined)?.then === 'function';
 
 /** A member that did not answer in time (GwMO 461) for every command. */
 function unreachable(commands: readonly MemberCommand[]): MemberRun {
@@ -328,10 +331,13 @@ export function createGatewayExecutor(deps: ProxyDeps): GatewayExecutor {
       if (direct && rec?.mode === 'adaptation') {
         // One deadline timer for the whole partition instead of one per member.
         open++;
-        runDirect(`${DEVICES_ROOT}/${key}`, commands, ctx, plan).then(
-          (run) => settled(i, run),
-          (err: unknown) => settled(i, failedRun(commands, err)),
-        );
+        const run = runDirect(`${DEVICES_ROOT}/${key}`, commands, ctx, plan);
+        if (isThenable(run)) {
+          run.then(
+            (r) => settled(i, r),
+            (err: unknown) => settled(i, failedRun(commands, err)),
+          );
+        } else queueMicrotask(() => settled(i, run)); // reported after the loop, as an async answer would be
       } else {
         runMember(key, commands, ctx, deadline).then(
           (run) => report(i, run),
@@ -351,37 +357,54 @@ export function createGatewayExecutor(deps: ProxyDeps): GatewayExecutor {
    * command does not stop the next: §3.3 Sequence stops only on a user abort, which these cannot
    * raise). Statuses, Results items and their URIs are those `executeCommands` gives.
    */
-  async function runDirect(mount: string, commands: MemberCommand[], ctx: ExecutorContext, plan: DirectPlan = directPlan(commands)): Promise<MemberRun> {
+  function runDirect(mount: string, commands: MemberCommand[], ctx: ExecutorContext, plan: DirectPlan = directPlan(commands)): Awaitable<MemberRun> {
     const tctx = { serverId: ctx.serverId };
-    const cmds: MemberRun['cmds'] = [];
-    let worst = 200;
-    for (let i = 0; i < commands.length; i++) {
-      const c = commands[i]!;
-      const { rel, itemUri } = plan[i]!;
-      const uri = rel ? `${mount}/${rel}` : mount; // prefixUri(mount, c.uri), for a URI without a query
-      let out: MemberRun['cmds'][number];
-      try {
-        if (c.kind === 'Get') {
-          const v = await tree.get(uri, tctx);
-          const item: MemberItem = { uri: itemUri };
+    // One command (the usual fanout): answered without a promise when the device answers at once.
+    if (commands.length === 1) {
+      const one = directCommand(mount, commands[0]!, plan[0]!, tctx);
+      return isThenable(one) ? one.then((out) => ({ status: out.status, cmds: [out] })) : { status: one.status, cmds: [one] };
+    }
+    return (async () => {
+      const cmds: MemberRun['cmds'] = [];
+      let worst = 200;
+      for (let i = 0; i < commands.length; i++) {
+        const out = await directCommand(mount, commands[i]!, plan[i]!, tctx);
+        if ((out.status < 200 || out.status > 299) && worst >= 200 && worst <= 299) worst = out.status;
+        cmds.push(out);
+      }
+      return { status: worst, cmds };
+    })();
+  }
+
+  /** One command of a direct run: its status (and Results item), as the executor would give them. */
+  function directCommand(mount: string, c: MemberCommand, step: DirectPlan[number], tctx: { serverId: string | undefined }): Awaitable<MemberRun['cmds'][number]> {
+    const uri = step.rel ? `${mount}/${step.rel}` : mount; // prefixUri(mount, c.uri), for a URI without a query
+    const failed = (err: unknown): MemberRun['cmds'][number] => {
+      if (!(err instanceof DmStatusError)) log.warn(`${c.kind} ${uri} failed: ${describeError(err)}`);
+      return { status: err instanceof GwError && err.status !== undefined ? err.status : 500 };
+    };
+    try {
+      if (c.kind === 'Get') {
+        const got = (v: NodeValue): MemberRun['cmds'][number] => {
+          const item: MemberItem = { uri: step.itemUri };
           if (v.data !== undefined) item.data = typeof v.data === 'string' ? v.data : Buffer.from(v.data).toString('base64');
           if (v.format !== 'chr') item.format = v.format;
           if (v.type !== '' && v.type !== 'text/plain') item.type = v.type;
-          out = { status: 200, items: [item] };
-        } else if (c.kind === 'Replace') {
-          out = { status: (await tree.replace(uri, { ...(c.format !== undefined ? { format: c.format } : {}), ...(c.type !== undefined ? { type: c.type } : {}), ...(c.data !== undefined ? { data: c.data } : {}) }, tctx)).status };
-        } else {
-          out = { status: (await tree.exec(uri, c.data !== undefined ? { data: c.data } : {}, tctx)).status };
-        }
-      } catch (err) {
-        if (!(err instanceof DmStatusError)) log.warn(`${c.kind} ${uri} failed: ${describeError(err)}`);
-        out = { status: err instanceof GwError && err.status !== undefined ? err.status : 500 };
+          return { status: 200, items: [item] };
+        };
+        const v = tree.read(uri, tctx);
+        return isThenable(v) ? v.then(got, failed) : got(v);
       }
-      if ((out.status < 200 || out.status > 299) && worst >= 200 && worst <= 299) worst = out.status;
-      cmds.push(out);
+      const op =
+        c.kind === 'Replace'
+          ? tree.replace(uri, { ...(c.format !== undefined ? { format: c.format } : {}), ...(c.type !== undefined ? { type: c.type } : {}), ...(c.data !== undefined ? { data: c.data } : {}) }, tctx)
+          : tree.exec(uri, c.data !== undefined ? { data: c.data } : {}, tctx);
+      return op.then((r) => ({ status: r.status }), failed);
+    } catch (err) {
+      return failed(err);
     }
-    return { status: worst, cmds };
   }
+
 
   /** Checks and sends one proxied command; returns its replies, or a function that awaits them. */
   async function forward(

@@ -380,10 +380,21 @@ export class DmTree {
 
   /** Get (§3.3): a leaf's value, or for an interior node Format `node` and the child names joined with `/`. */
   async get(uri: string, ctx: TreeContext): Promise<NodeValue> {
+    return this.read(uri, ctx);
+  }
+
+  /**
+   * `get` answered synchronously when every node on the way answers at once (a value; errors are
+   * thrown), else a promise. For callers that read many nodes in a row (fanout members).
+   */
+  read(uri: string, ctx: TreeContext): Awaitable<NodeValue> {
     const u = this.norm(uri);
-    const v = await this.readable(u, ctx);
-    if (v.interior) return { uri: u, format: 'node', type: v.type, data: (await this.childNames(v, ctx)).join('/') };
-    return { uri: u, format: wireFormat(v.format), type: v.type, data: v.data ?? '' };
+    const value = (v: View): Awaitable<NodeValue> =>
+      v.interior
+        ? this.childNames(v, ctx).then((names) => ({ uri: u, format: 'node' as const, type: v.type, data: names.join('/') }))
+        : { uri: u, format: wireFormat(v.format), type: v.type, data: v.data ?? '' };
+    const v = this.readable(u, ctx);
+    return isThenable(v) ? v.then(value) : value(v);
   }
 
   /**
