@@ -18,6 +18,8 @@ if (quick) {
 try {
   runCodecBench({ quick });
   await runFanoutBench();
+  await (await import('./http.bench.ts')).runHttpBench({ quick }); // proxy.http: DM endpoint msg/s vs a trivial node:http handler
+  await (await import('./hierarchy.bench.ts')).runHierarchyBench({ quick }); // hierarchy.*: fanout through 1→4→16 gateways vs direct DM sessions
   process.exit(0);
 } catch (err) {
   process.stderr.write(`bench failed: ${(err as Error)?.stack ?? String(err)}\n`);

@@ -4,8 +4,13 @@
  * message to it); each session actor serialises the messages of its session, replies through a
  * callback carried by the event, and ends on completion, abort, failure or idle timeout (a delayed
  * transition, so tests drive it with a SimulatedClock).
+ *
+ * The session's messages are handled by one `handleMessage` actor invoked for the whole session
+ * (not one promise actor per message: creating, starting and stopping an actor for every message
+ * was the largest xstate cost of the DM endpoint under load). It reports each reply back to the
+ * session actor, and completes ("done: handleMessage") with the reply that ends the session.
  */
-import { assign, enqueueActions, fromPromise, sendParent, setup, stopChild } from 'xstate';
+import { assign, enqueueActions, sendParent, sendTo, setup, stopChild, type ActorLogic, type AnyActorRef, type Snapshot } from 'xstate';
 import { describeError } from '../src/errors.ts';
 import type { InboundMessage, OutboundMessage, ServerSession } from '../src/session/server-session.ts';
 
@@ -27,23 +32,63 @@ interface SessionContext extends SessionInput {
   pending: SessionMessageEvent | undefined;
 }
 
+/** A reply of the session's message handler that does not end the session. */
+interface HandledEvent {
+  type: 'handled';
+  output: OutboundMessage;
+}
+
+type HandlerEvent = { type: 'handle'; inbound: InboundMessage } | { type: 'handler.result'; output: OutboundMessage } | { type: 'handler.failed'; error: unknown };
+
+type HandlerSnapshot = Snapshot<OutboundMessage> & { input: { session: ServerSession; parent: AnyActorRef } };
+
+/**
+ * Runs the messages of one session through `ServerSession.handle`, one at a time (the session actor
+ * only sends the next one after the reply): each reply goes back to the session actor as `handled`;
+ * the reply that ends the session completes this actor (its output), and a failure fails it.
+ */
+const messageHandler: ActorLogic<HandlerSnapshot, HandlerEvent, { session: ServerSession; parent: AnyActorRef }> = {
+  transition(snapshot, event, scope) {
+    if (snapshot.status !== 'active') return snapshot;
+    const { session, parent } = snapshot.input;
+    switch (event.type) {
+      case 'handle': {
+        // The session actor may have been stopped meanwhile (server stop): then nobody waits.
+        const back = (ev: HandlerEvent): void => {
+          if (scope.self.getSnapshot().status === 'active') scope.self.send(ev);
+        };
+        session.handle(event.inbound).then(
+          (output) => back({ type: 'handler.result', output }),
+          (error: unknown) => back({ type: 'handler.failed', error }),
+        );
+        return snapshot;
+      }
+      case 'handler.result':
+        if (session.ended) return { ...snapshot, status: 'done', output: event.output };
+        parent.send({ type: 'handled', output: event.output } satisfies HandledEvent);
+        return snapshot;
+      case 'handler.failed':
+        return { ...snapshot, status: 'error', error: event.error };
+      default:
+        return snapshot;
+    }
+  },
+  getInitialSnapshot: (_scope, input) => ({ status: 'active', output: undefined, error: undefined, input }),
+  getPersistedSnapshot: (snapshot) => snapshot,
+};
+
 /** One server-side DM session as an actor. */
 export const serverSessionMachine = setup({
   types: {
     context: {} as SessionContext,
     input: {} as SessionInput,
-    events: {} as SessionMessageEvent | { type: 'stop' },
+    events: {} as SessionMessageEvent | HandledEvent | { type: 'stop' },
   },
   actors: {
-    handleMessage: fromPromise<OutboundMessage, { session: ServerSession; inbound: InboundMessage }>(({ input }) =>
-      input.session.handle(input.inbound),
-    ),
+    handleMessage: messageHandler,
   },
   delays: {
     idleTimeout: ({ context }) => context.idleTimeoutMs,
-  },
-  guards: {
-    sessionEnded: ({ context }) => context.session.ended,
   },
   actions: {
     replyBusy: (_, params: { event: SessionMessageEvent }) =>
@@ -54,35 +99,37 @@ export const serverSessionMachine = setup({
   id: 'dmSession',
   context: ({ input }) => ({ ...input, pending: undefined }),
   initial: 'awaitingMessage',
+  invoke: {
+    id: 'handleMessage',
+    src: 'handleMessage',
+    input: ({ context, self }) => ({ session: context.session, parent: self }),
+    // The reply that ends the session.
+    onDone: {
+      target: '.ended',
+      actions: ({ context, event }) => context.pending!.reply({ ok: true, out: event.output }),
+    },
+    onError: {
+      target: '.failed',
+      actions: ({ context, event }) => context.pending?.reply({ ok: false, error: event.error }),
+    },
+  },
   states: {
     awaitingMessage: {
       on: {
-        message: { target: 'processing', actions: assign({ pending: ({ event }) => event }) },
+        message: {
+          target: 'processing',
+          actions: [assign({ pending: ({ event }) => event }), sendTo('handleMessage', ({ event }) => ({ type: 'handle' as const, inbound: event.inbound }))],
+        },
         stop: { target: 'timedOut' },
       },
       after: { idleTimeout: { target: 'timedOut' } },
     },
     processing: {
-      invoke: {
-        src: 'handleMessage',
-        input: ({ context }) => ({ session: context.session, inbound: context.pending!.inbound }),
-        onDone: [
-          {
-            guard: 'sessionEnded',
-            target: 'ended',
-            actions: ({ context, event }) => context.pending!.reply({ ok: true, out: event.output }),
-          },
-          {
-            target: 'awaitingMessage',
-            actions: ({ context, event }) => context.pending!.reply({ ok: true, out: event.output }),
-          },
-        ],
-        onError: {
-          target: 'failed',
-          actions: ({ context, event }) => context.pending!.reply({ ok: false, error: event.error }),
-        },
-      },
       on: {
+        handled: {
+          target: 'awaitingMessage',
+          actions: ({ context, event }) => context.pending!.reply({ ok: true, out: event.output }),
+        },
         message: { actions: { type: 'replyBusy', params: ({ event }) => ({ event }) } },
       },
     },

@@ -7,6 +7,7 @@
 /** Log levels, most verbose first. */
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+const LABELS: Record<LogLevel, string> = { debug: 'DEBUG', info: 'INFO ', warn: 'WARN ', error: 'ERROR' };
 
 /** A component logger. */
 export interface Logger {
@@ -18,6 +19,11 @@ export interface Logger {
   child(name: string): Logger;
   /** Logs at a level given at run time. */
   log(level: LogLevel, msg: string, fields?: Record<string, unknown>): void;
+  /**
+   * Whether lines of this level are written; hot paths ask before building a line (its message
+   * and fields) that would be dropped. Optional: a logger without it is taken to write everything.
+   */
+  enabled?(level: LogLevel): boolean;
 }
 
 /** Options of a root logger. */
@@ -45,11 +51,19 @@ export function createLogger(name: string, opts: LoggerOptions = {}): Logger {
         return;
       }
       const t = new Date().toISOString().slice(11, 23);
-      const extra = fields ? Object.entries(fields).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${fmtValue(v)}`).join(' ') : '';
-      write(`${t} ${lvl.toUpperCase().padEnd(5)} ${component.padEnd(10)} ${msg}${extra ? '  ' + extra : ''}`);
+      let extra = '';
+      if (fields) {
+        for (const k in fields) {
+          const v = fields[k];
+          if (v === undefined || !Object.prototype.hasOwnProperty.call(fields, k)) continue;
+          extra += `${extra ? ' ' : ''}${k}=${fmtValue(v)}`;
+        }
+      }
+      write(`${t} ${LABELS[lvl] ?? lvl.toUpperCase().padEnd(5)} ${component.padEnd(10)} ${msg}${extra ? '  ' + extra : ''}`);
     };
     return {
       log,
+      enabled: (lvl) => ORDER[lvl] >= min,
       debug: (m, f) => log('debug', m, f),
       info: (m, f) => log('info', m, f),
       warn: (m, f) => log('warn', m, f),

@@ -8,6 +8,7 @@ import { EventEmitter } from 'node:events';
 import type { Item } from '../codec/model.ts';
 import type { Outgoing } from '../session/common.ts';
 import type { Section, Store } from '../store/store.ts';
+import { isCoalescing } from './write-coalescer.ts';
 
 /** A per-command status inside an Atomic/Sequence, or the command itself. */
 export interface CommandStatus {
@@ -96,18 +97,35 @@ export interface DeviceAlert {
 
 const pad = (n: number): string => n.toString().padStart(12, '0');
 
-/** The server's durable command queue, results and device records. */
+const entryKey = (deviceId: string, id: string): string => `${deviceId}\u0000${id}`;
+
+/**
+ * The server's durable command queue, results and device records.
+ *
+ * LevelDB holds every entry, done ones included (the history the API shows). What a session
+ * delivers is read from an in-memory index of the entries not yet done (and of the gateway
+ * index), built from the store when the queue opens and updated after each successful write: a
+ * device's history grows with every session, and listing it from LevelDB at every message made
+ * the server slower the longer it ran. The index holds each entry as the JSON that was written, so
+ * readers get fresh copies, as from LevelDB.
+ */
 export class CommandQueue {
+  private readonly store: Store;
   private readonly entries: Section<QueueEntry>;
   private readonly meta: Section<number>;
   private readonly alerts: Section<DeviceAlert>;
   /** Index of routed entries by the gateway that delivers them: `${via}\0${id}` -> deviceId. */
   private readonly via: Section<string>;
   private seq = 0;
+  /** Entries not done, by device: id -> JSON as written. */
+  private readonly open = new Map<string, Map<string, string>>();
+  /** The gateway index (`via`) in memory: via -> id -> deviceId. */
+  private readonly viaIndex = new Map<string, Map<string, string>>();
   /** Emits `done` (QueueEntry) and `queued` (QueueEntry). */
   readonly events = new EventEmitter();
 
   private constructor(store: Store) {
+    this.store = store;
     this.entries = store.section<QueueEntry>('queue');
     this.meta = store.section<number>('queue-meta');
     this.alerts = store.section<DeviceAlert>('alerts');
@@ -119,7 +137,49 @@ export class CommandQueue {
   static async open(store: Store): Promise<CommandQueue> {
     const q = new CommandQueue(store);
     q.seq = (await q.meta.get('seq')) ?? 0;
+    for (const [, e] of await q.entries.entries()) if (e.state !== 'done') q.remember(e.deviceId, e.id, JSON.stringify(e), e.state);
+    for (const [key, deviceId] of await q.via.entries()) {
+      const i = key.indexOf('\u0000');
+      q.indexVia(key.slice(0, i), key.slice(i + 1), deviceId);
+    }
     return q;
+  }
+
+  /** Records an entry's written state in the index of open entries (a done one leaves it). */
+  private remember(deviceId: string, id: string, json: string, state: QueueEntry['state']): void {
+    let m = this.open.get(deviceId);
+    if (state === 'done') {
+      m?.delete(id);
+      if (m && !m.size) this.open.delete(deviceId);
+      return;
+    }
+    if (!m) this.open.set(deviceId, (m = new Map()));
+    m.set(id, json);
+  }
+
+  private indexVia(via: string, id: string, deviceId: string | undefined): void {
+    let m = this.viaIndex.get(via);
+    if (deviceId === undefined) {
+      m?.delete(id);
+      if (m && !m.size) this.viaIndex.delete(via);
+      return;
+    }
+    if (!m) this.viaIndex.set(via, (m = new Map()));
+    m.set(id, deviceId);
+  }
+
+  /** Writes entries (and gateway index changes) in one atomic batch; the index follows once it is written. */
+  private async write(entries: QueueEntry[], via: [via: string, id: string, deviceId: string | undefined][] = [], seq?: number): Promise<void> {
+    const snaps = entries.map((e) => [e.deviceId, e.id, JSON.stringify(e), e.state] as const);
+    const ops = [
+      ...(seq !== undefined ? [{ section: 'queue-meta', key: 'seq', json: JSON.stringify(seq) }] : []),
+      ...snaps.map(([d, id, json]) => ({ section: 'queue', key: entryKey(d, id), json })),
+      ...via.map(([v, id, d]) => ({ section: 'queue-via', key: `${v}\u0000${id}`, json: d === undefined ? undefined : JSON.stringify(d) })),
+    ];
+    if (isCoalescing(this.store)) await this.store.batchJson(ops);
+    else await this.store.batch(ops.map((o) => ({ section: o.section, key: o.key, value: o.json === undefined ? undefined : (JSON.parse(o.json) as unknown) })));
+    for (const [d, id, json, state] of snaps) this.remember(d, id, json, state);
+    for (const [v, id, d] of via) this.indexVia(v, id, d);
   }
 
   /** Appends a command for a device; durable when the promise resolves. */
@@ -137,9 +197,7 @@ export class CommandQueue {
       createdAt: new Date().toISOString(),
       attempts: 0,
     };
-    await this.meta.put('seq', n);
-    await this.entries.put(`${deviceId}\u0000${id}`, entry);
-    if (route) await this.via.put(`${route.via}\u0000${id}`, deviceId);
+    await this.write([entry], route ? [[route.via, id, deviceId]] : [], n);
     this.events.emit('queued', entry);
     return entry;
   }
@@ -151,19 +209,24 @@ export class CommandQueue {
 
   /** One entry. */
   async get(deviceId: string, id: string): Promise<QueueEntry | undefined> {
-    return this.entries.get(`${deviceId}\u0000${id}`);
+    const json = this.open.get(deviceId)?.get(id);
+    if (json !== undefined) return JSON.parse(json) as QueueEntry;
+    return this.entries.get(entryKey(deviceId, id));
   }
 
   /** Entries still to deliver (queued, or sent in a session that ended without a final status). */
   async pending(deviceId: string): Promise<QueueEntry[]> {
-    return (await this.list(deviceId)).filter((e) => e.state !== 'done' && e.state !== 'accepted');
+    const m = this.open.get(deviceId);
+    if (!m) return [];
+    const ids = [...m.keys()].sort();
+    return ids.map((id) => JSON.parse(m.get(id)!) as QueueEntry).filter((e) => e.state !== 'accepted');
   }
 
   /** Entries routed through `via` that a gateway accepted (202) and whose result is still to come. */
   async accepted(via: string): Promise<QueueEntry[]> {
     const out: QueueEntry[] = [];
-    for (const [key, deviceId] of await this.via.entries(`${via}\u0000`)) {
-      const e = await this.get(deviceId, key.slice(key.indexOf('\u0000') + 1));
+    for (const [id, deviceId] of [...(this.viaIndex.get(via) ?? [])].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))) {
+      const e = await this.get(deviceId, id);
       if (e?.state === 'accepted') out.push(e);
     }
     return out;
@@ -172,7 +235,7 @@ export class CommandQueue {
   /** Marks an entry as accepted for processing by the gateway that carries it. */
   async markAccepted(entry: QueueEntry): Promise<void> {
     entry.state = 'accepted';
-    await this.entries.put(`${entry.deviceId}\u0000${entry.id}`, entry);
+    await this.write([entry]);
   }
 
   /**
@@ -182,8 +245,8 @@ export class CommandQueue {
   async deliverable(sessionDeviceId: string): Promise<QueueEntry[]> {
     const own = (await this.pending(sessionDeviceId)).filter((e) => !e.route);
     const routed: QueueEntry[] = [];
-    for (const [key, deviceId] of await this.via.entries(`${sessionDeviceId}\u0000`)) {
-      const e = await this.get(deviceId, key.slice(key.indexOf('\u0000') + 1));
+    for (const [id, deviceId] of this.viaIndex.get(sessionDeviceId) ?? []) {
+      const e = await this.get(deviceId, id);
       if (e && e.state !== 'done' && e.state !== 'accepted') routed.push(e);
     }
     return [...own, ...routed].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
@@ -192,35 +255,28 @@ export class CommandQueue {
   /** Marks entries as sent in a session. */
   async markSent(entries: QueueEntry[], sessionId: string): Promise<void> {
     const at = new Date().toISOString();
-    await this.entries.batch(
-      entries.map((e) => {
-        e.state = 'sent';
-        e.sentAt = at;
-        e.sessionId = sessionId;
-        e.attempts += 1;
-        return [`${e.deviceId}\u0000${e.id}`, e];
-      }),
-    );
+    for (const e of entries) {
+      e.state = 'sent';
+      e.sentAt = at;
+      e.sessionId = sessionId;
+      e.attempts += 1;
+    }
+    await this.write(entries);
   }
 
   /** Moves a routed entry to another gateway (a nomadic device moved); it is sent afresh there. */
   async reroute(entry: QueueEntry, route: Route): Promise<void> {
-    if (entry.route) await this.via.del(`${entry.route.via}\u0000${entry.id}`);
+    const old = entry.route;
     entry.route = route;
     entry.state = 'queued';
-    await this.entries.put(`${entry.deviceId}\u0000${entry.id}`, entry);
-    await this.via.put(`${route.via}\u0000${entry.id}`, entry.deviceId);
+    await this.write([entry], [...(old && old.via !== route.via ? [[old.via, entry.id, undefined] as [string, string, undefined]] : []), [route.via, entry.id, entry.deviceId]]);
   }
 
   /** Records the route chosen for entries still waiting to be delivered. */
   async annotate(entries: QueueEntry[], delivery: RouteChoice): Promise<void> {
     if (!entries.length) return;
-    await this.entries.batch(
-      entries.map((e) => {
-        e.delivery = delivery;
-        return [`${e.deviceId}\u0000${e.id}`, e];
-      }),
-    );
+    for (const e of entries) e.delivery = delivery;
+    await this.write(entries);
   }
 
   /** Records the final outcome of an entry. */
@@ -228,8 +284,7 @@ export class CommandQueue {
     entry.state = 'done';
     entry.doneAt = new Date().toISOString();
     entry.outcome = outcome;
-    await this.entries.put(`${entry.deviceId}\u0000${entry.id}`, entry);
-    if (entry.route) await this.via.del(`${entry.route.via}\u0000${entry.id}`);
+    await this.write([entry], entry.route ? [[entry.route.via, entry.id, undefined]] : []);
     this.events.emit('done', entry);
   }
 

@@ -25,6 +25,8 @@ import { mapItems, prefixUri, stripPrefix } from '../session/route.ts';
 import { handleApi } from './api.ts';
 import { AuthGuard, type AuthGuardOptions } from './auth-guard.ts';
 import { DmMetrics } from '../metrics.ts';
+import { coalesceWrites, type CoalescingStore } from './write-coalescer.ts';
+import { cachedSection } from './cached-section.ts';
 import { peerIdentity, tlsFetch } from '../transport/tls.ts';
 
 /** What the server remembers of a device between sessions. */
@@ -108,7 +110,7 @@ export class DmServer {
   readonly config: ServerConfig;
   readonly log: Logger;
   readonly queue: CommandQueue;
-  private readonly store: Store;
+  private readonly store: CoalescingStore;
   private readonly ownsStore: boolean;
   private readonly accounts = new Map<string, AccountConfig>();
   private readonly nonces: Section<AccountNonces>;
@@ -127,7 +129,7 @@ export class DmServer {
   private readonly guard: AuthGuard;
   private readonly addressGuard: AuthGuard;
 
-  private constructor(opts: DmServerOptions, store: Store, queue: CommandQueue, ownsStore: boolean) {
+  private constructor(opts: DmServerOptions, store: CoalescingStore, queue: CommandQueue, ownsStore: boolean) {
     this.config = opts.config;
     this.metrics = new DmMetrics({ processMetrics: true, openSessions: () => this.sessions.size, ...(opts.metricsLabels ? { labels: opts.metricsLabels } : {}) });
     this.guard = new AuthGuard(opts.authGuard);
@@ -140,8 +142,9 @@ export class DmServer {
     this.store = store;
     this.ownsStore = ownsStore;
     this.queue = queue;
-    this.nonces = store.section<AccountNonces>('nonces');
-    this.devices = store.section<DeviceRecord>('devices');
+    // Read at every session, written only here: kept in memory after the first read.
+    this.nonces = cachedSection(store.section<AccountNonces>('nonces'));
+    this.devices = cachedSection(store.section<DeviceRecord>('devices'));
     this.routes = store.section<DeviceRoute>('routes');
     for (const a of opts.config.accounts) this.accounts.set(a.deviceId, a);
     this.queue.events.on('done', (e: QueueEntry) => {
@@ -161,7 +164,8 @@ export class DmServer {
   static async create(opts: DmServerOptions): Promise<DmServer> {
     const dir = opts.dataDir ?? opts.config.data;
     if (!opts.store && !dir) throw new GwError('CONFIG_DATA', 'the server needs a data directory (--data or `data:` in the config)');
-    const store = opts.store ?? (await openStore(dir!));
+    // Group commit (src/server/write-coalescer.ts): a session's records go to LevelDB in a few batches, not one by one.
+    const store = coalesceWrites(opts.store ?? (await openStore(dir!)));
     const queue = await CommandQueue.open(store);
     return new DmServer(opts, store, queue, !opts.store);
   }
@@ -226,6 +230,7 @@ export class DmServer {
     this.root.send({ type: 'shutdown' });
     this.root.stop();
     if (this.ownsStore) await this.store.close();
+    else await this.store.flush();
   }
 
   private stopped = false;
@@ -736,6 +741,9 @@ export class DmServer {
     res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
   }
 
+  /** Decoder limits of DM messages (the config's maxMsgSize). */
+  private decodeLimits: typeof DEFAULT_LIMITS | undefined;
+
   private async handleDm(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const encoding = encodingOfContentType(req.headers['content-type']);
     if (!encoding) {
@@ -752,7 +760,7 @@ export class DmServer {
       res.writeHead(413, { 'content-type': 'text/plain', connection: 'close' }).end(describeError(err));
       return;
     }
-    const limits = { ...DEFAULT_LIMITS, maxBytes: this.config.maxMsgSize };
+    const limits = (this.decodeLimits ??= { ...DEFAULT_LIMITS, maxBytes: this.config.maxMsgSize });
     let msg;
     try {
       msg = decodeSyncML(raw, encoding, limits);
@@ -802,7 +810,10 @@ export class DmServer {
         queue: this.queue,
         onDevInfo: (id, info) => this.recordDevInfo(id, info, msg.hdr.sessionID),
         ...(this.learnRoutes && this.accounts.get(deviceId)?.gateway ? { onAlert: (a: DeviceAlert) => this.onAlert(deviceId, a) } : {}),
-        log: (level, m, fields) => this.log.log(level, m, { ...fields, sessionId: msg.hdr.sessionID }),
+        log: (level, m, fields) => {
+          if (this.log.enabled?.(level) !== false) this.log.log(level, m, { ...fields, sessionId: msg.hdr.sessionID });
+        },
+        logEnabled: (level) => this.log.enabled?.(level) !== false,
         maxMsgSize: this.config.maxMsgSize,
         authGate: this.authGate(deviceId, req.socket.remoteAddress ?? 'unknown'),
       });
@@ -813,7 +824,7 @@ export class DmServer {
         this.sessionWaiters.delete(deviceId);
         for (const w of waiters) w();
       }
-      this.log.info(`session ${msg.hdr.sessionID} opened by ${deviceId}`, { encoding });
+      if (this.log.enabled?.('info') !== false) this.log.info(`session ${msg.hdr.sessionID} opened by ${deviceId}`, { encoding });
       this.sessionAddress.set(key, req.socket.remoteAddress ?? '');
       this.root.send({ type: 'session.open', input: { key, session, idleTimeoutMs: this.config.sessionTimeout * 1000 } });
     } else if ((req.socket.remoteAddress ?? '') !== this.sessionAddress.get(key)) {
@@ -946,7 +957,7 @@ export class DmServer {
     const session = this.sessions.get(key);
     this.sessions.delete(key);
     if (!session) return;
-    this.log.info(`session ${session.sessionId} of ${session.deviceId} ended: ${reason ?? 'unknown'}`, { messages: session.messages });
+    if (this.log.enabled?.('info') !== false) this.log.info(`session ${session.sessionId} of ${session.deviceId} ended: ${reason ?? 'unknown'}`, { messages: session.messages });
     this.sessionEndedHook?.(session.deviceId, reason ?? 'unknown');
     if (!this.accounts.has(session.deviceId)) return; // unknown devices get no record (no storage for strangers)
     const rec: DeviceRecord = (await this.devices.get(session.deviceId).catch(() => undefined)) ?? { deviceId: session.deviceId, devInfo: {}, sessions: 0 };

@@ -32,8 +32,22 @@ import {
   hdrStatus,
   splitLargeObject,
   packMessage,
+  numberCommands,
+  MIN_MSG_SIZE,
   type Outgoing,
 } from './common.ts';
+
+/**
+ * `packMessage`, with a shortcut for the common case: when everything fits, the whole message is
+ * encoded once (packMessage encodes each command alone, then the message, to find what fits) and
+ * the encoded body is kept for sending, so it is not encoded again.
+ */
+function pack(hdr: SyncHdr, queue: Outgoing[], opts: Parameters<typeof packMessage>[2]): { message: SyncMLMessage; taken: number; body?: Uint8Array } {
+  const message: SyncMLMessage = { hdr, body: numberCommands([...queue, ...(opts.trailer ?? [])]), final: opts.final };
+  const body = encodeSyncML(message, opts.encoding);
+  if (body.byteLength <= Math.max(opts.maxMsgSize, MIN_MSG_SIZE)) return { message, taken: queue.length, body };
+  return packMessage(hdr, queue, opts);
+}
 
 /** What the server knows of one client account. */
 export interface ServerAccount {
@@ -65,6 +79,8 @@ export interface ServerSessionDeps {
   /** Called after a generic alert is stored (the server learns routes from gateways' inventory alerts). */
   onAlert?(alert: DeviceAlert): Promise<void>;
   log(level: 'info' | 'warn' | 'error' | 'debug', msg: string, fields?: Record<string, unknown>): void;
+  /** Whether `log` writes lines of a level (hot paths skip building lines that would be dropped); absent: yes. */
+  logEnabled?(level: 'info' | 'warn' | 'error' | 'debug'): boolean;
   /** Largest message the server itself accepts (sent as our MaxMsgSize). */
   maxMsgSize: number;
   /** How many failed authentications end the session. */
@@ -431,7 +447,7 @@ export class ServerSession {
     const key = `${s.msgRef}:${s.cmdRef}`;
     const f = this.inflight.get(key);
     if (!f) {
-      if (s.cmd !== 'Alert') this.deps.log('debug', `status ${code} for unknown command ${key}`);
+      if (s.cmd !== 'Alert' && this.deps.logEnabled?.('debug') !== false) this.deps.log('debug', `status ${code} for unknown command ${key}`);
       return;
     }
     this.inflight.delete(key);
@@ -455,7 +471,7 @@ export class ServerSession {
         : ([...this.resultKeys.keys()].filter((k) => k.endsWith(`:${r.cmdRef}`)).sort((a, b) => Number(b.split(':')[0]) - Number(a.split(':')[0]))[0] ?? `:${r.cmdRef}`);
     const owner = [...this.tracking.values()].find((t) => t.entry && this.resultKeys.get(key) === t.entry.id);
     if (!owner) {
-      this.deps.log('debug', `results for unknown command ${key}`);
+      if (this.deps.logEnabled?.('debug') !== false) this.deps.log('debug', `results for unknown command ${key}`);
       return;
     }
     for (const it of r.items) {
@@ -508,9 +524,9 @@ export class ServerSession {
         continue;
       }
       await this.deps.queue.complete(t.entry, outcome);
-      this.deps.log('info', `${t.entry.command.kind} ${describeTarget(t.entry.command)} on ${this.deviceId}: ${outcome.status}`, {
-        entry: t.entry.id,
-      });
+      if (this.deps.logEnabled?.('info') !== false) {
+        this.deps.log('info', `${t.entry.command.kind} ${describeTarget(t.entry.command)} on ${this.deviceId}: ${outcome.status}`, { entry: t.entry.id });
+      }
     }
   }
 
@@ -536,11 +552,11 @@ export class ServerSession {
     // One header per message: packing again after a split must not consume another MsgID.
     const hdr = this.makeHdr(inb.message.hdr);
     const packOpts = { encoding: inb.encoding, maxMsgSize: this.clientMaxMsgSize, final: opts.final, ...(opts.trailer ? { trailer: opts.trailer } : {}) };
-    const pack = () => {
+    const packNext = () => {
       const queue = opts.commands ? [...statuses, ...this.outbox] : statuses;
-      return { queue, ...packMessage(hdr, queue, packOpts) };
+      return { queue, ...pack(hdr, queue, packOpts) };
     };
-    let { queue, message, taken } = pack();
+    let { queue, message, taken, body: encoded } = packNext();
     while (opts.commands && taken === statuses.length && taken < queue.length) {
       // The next command does not fit: split an Add/Replace as a large object, or fail it.
       const next = queue[taken]!;
@@ -561,7 +577,7 @@ export class ServerSession {
           this.outboxEntries.delete(next);
           this.outboxEntries.set(split.piece, { entry: meta.entry, chunk: true });
           this.outboxEntries.set(split.rest, { entry: meta.entry, chunk: false, continuation: true });
-          ({ queue, message, taken } = pack());
+          ({ queue, message, taken, body: encoded } = packNext());
           break;
         }
       }
@@ -571,7 +587,7 @@ export class ServerSession {
       this.outboxEntries.delete(next);
       this.deps.log('warn', `command ${meta.entry.id} does not fit the client's MaxMsgSize ${this.clientMaxMsgSize}`);
       await this.deps.queue.complete(meta.entry, { status: 413, statuses: [{ path: [], cmd: next.kind, status: 413 }], results: [] });
-      ({ queue, message, taken } = pack());
+      ({ queue, message, taken, body: encoded } = packNext());
     }
     if (opts.commands) {
       const sentCmds = this.outbox.splice(0, Math.max(0, taken - statuses.length));
@@ -592,9 +608,12 @@ export class ServerSession {
       });
       this.lastSent = sentNow;
       if (newlySent.length) await this.deps.queue.markSent(newlySent, this.sessionId);
-      if (this.outbox.length > 0 && message.final) message = { ...message, final: false };
+      if (this.outbox.length > 0 && message.final) {
+        message = { ...message, final: false };
+        encoded = undefined;
+      }
     }
-    return this.emit(message, inb.encoding, false);
+    return this.emit(message, inb.encoding, false, encoded);
   }
 
   private track(entry: QueueEntry, c: Command, path: number[], msgID: string, chunk: boolean): void {
@@ -633,8 +652,8 @@ export class ServerSession {
     return hdr;
   }
 
-  private emit(message: SyncMLMessage, encoding: Encoding, ended: boolean): OutboundMessage {
-    const body = encodeSyncML(message, encoding);
+  private emit(message: SyncMLMessage, encoding: Encoding, ended: boolean, encoded?: Uint8Array): OutboundMessage {
+    const body = encoded ?? encodeSyncML(message, encoding);
     const acct = this.account;
     const out: OutboundMessage = { body, message, encoding, ended };
     if (acct && acct.serverAuthType === 'syncml:auth-MAC') {
@@ -647,8 +666,8 @@ export class ServerSession {
   private finish(inb: InboundMessage, statuses: Outgoing[], reason: EndReason): OutboundMessage {
     this.endReason = reason;
     const hdr = this.makeHdr(inb.message.hdr);
-    const { message } = packMessage(hdr, statuses, { encoding: inb.encoding, maxMsgSize: Math.max(this.clientMaxMsgSize, 64 * 1024), final: true });
-    return this.emit(message, inb.encoding, true);
+    const { message, body } = pack(hdr, statuses, { encoding: inb.encoding, maxMsgSize: Math.max(this.clientMaxMsgSize, 64 * 1024), final: true });
+    return this.emit(message, inb.encoding, true, body);
   }
 }
 

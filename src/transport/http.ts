@@ -41,10 +41,23 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
       }
       chunks.push(c);
     });
-    req.on('end', () => (overflow ? reject(tooLarge()) : resolve(Buffer.concat(chunks))));
-    // Destroyed before the end (cut off while draining, or the client went away); a no-op once settled.
-    req.on('close', () => reject(overflow ? tooLarge() : new GwError('HTTP_ABORTED', 'request aborted before its body ended')));
-    req.on('error', reject);
+    let settled = false;
+    req.on('end', () => {
+      settled = true;
+      if (overflow) reject(tooLarge());
+      else resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+    });
+    // Destroyed before the end (cut off while draining, or the client went away). Once settled there
+    // is nothing to do (building the error, with its stack, for every request was a measurable cost).
+    req.on('close', () => {
+      if (settled) return;
+      settled = true;
+      reject(overflow ? tooLarge() : new GwError('HTTP_ABORTED', 'request aborted before its body ended'));
+    });
+    req.on('error', (err) => {
+      settled = true;
+      reject(err);
+    });
   });
 }
 
