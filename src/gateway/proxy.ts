@@ -326,6 +326,8 @@ export function createGatewayExecutor(deps: ProxyDeps): GatewayExecutor {
       report(i, run);
       if (--open === 0) clearTimeout(timer);
     };
+    /** Members answered at once: index and run, reported together in one microtask. */
+    let now: (number | MemberRun)[] | undefined;
     keys.forEach((key, i) => {
       const rec = associations.byKey(key);
       if (direct && rec?.mode === 'adaptation') {
@@ -337,7 +339,7 @@ export function createGatewayExecutor(deps: ProxyDeps): GatewayExecutor {
             (r) => settled(i, r),
             (err: unknown) => settled(i, failedRun(commands, err)),
           );
-        } else queueMicrotask(() => settled(i, run)); // reported after the loop, as an async answer would be
+        } else (now ??= []).push(i, run); // reported after the loop, as an async answer would be
       } else {
         runMember(key, commands, ctx, deadline).then(
           (run) => report(i, run),
@@ -345,6 +347,12 @@ export function createGatewayExecutor(deps: ProxyDeps): GatewayExecutor {
         );
       }
     });
+    if (now) {
+      const ready = now;
+      queueMicrotask(() => {
+        for (let k = 0; k < ready.length; k += 2) settled(ready[k] as number, ready[k + 1] as MemberRun);
+      });
+    }
     if (open > 0) {
       timer = setTimeout(() => keys.forEach((_, i) => report(i, unreachable(commands))), Math.max(0, deadline - Date.now()));
     }
