@@ -156,6 +156,15 @@ export interface GatewayExecutor {
 type Awaitable<T> = T | Promise<T>;
 const isThenable = <T>(x: Awaitable<T>): x is Promise<T> => typeof (x as { then?: unknown } | null | undefined)?.then === 'function';
 
+/** A Get's outcome for a member: 200 and its Results item, as the executor builds it. */
+function gotValue(itemUri: string, v: NodeValue): MemberRun['cmds'][number] {
+  const item: MemberItem = { uri: itemUri };
+  if (v.data !== undefined) item.data = typeof v.data === 'string' ? v.data : Buffer.from(v.data).toString('base64');
+  if (v.format !== 'chr') item.format = v.format;
+  if (v.type !== '' && v.type !== 'text/plain') item.type = v.type;
+  return { status: 200, items: [item] };
+}
+
 /** A member that did not answer in time (GwMO 461) for every command. */
 function unreachable(commands: readonly MemberCommand[]): MemberRun {
   return { status: 461, cmds: commands.map(() => ({ status: 461 })) };
@@ -387,30 +396,28 @@ export function createGatewayExecutor(deps: ProxyDeps): GatewayExecutor {
   /** One command of a direct run: its status (and Results item), as the executor would give them. */
   function directCommand(mount: string, c: MemberCommand, step: DirectPlan[number], tctx: { serverId: string | undefined }): Awaitable<MemberRun['cmds'][number]> {
     const uri = step.rel ? `${mount}/${step.rel}` : mount; // prefixUri(mount, c.uri), for a URI without a query
-    const failed = (err: unknown): MemberRun['cmds'][number] => {
-      if (!(err instanceof DmStatusError)) log.warn(`${c.kind} ${uri} failed: ${describeError(err)}`);
-      return { status: err instanceof GwError && err.status !== undefined ? err.status : 500 };
-    };
     try {
       if (c.kind === 'Get') {
-        const got = (v: NodeValue): MemberRun['cmds'][number] => {
-          const item: MemberItem = { uri: step.itemUri };
-          if (v.data !== undefined) item.data = typeof v.data === 'string' ? v.data : Buffer.from(v.data).toString('base64');
-          if (v.format !== 'chr') item.format = v.format;
-          if (v.type !== '' && v.type !== 'text/plain') item.type = v.type;
-          return { status: 200, items: [item] };
-        };
         const v = tree.read(uri, tctx);
-        return isThenable(v) ? v.then(got, failed) : got(v);
+        return isThenable(v) ? v.then((x) => gotValue(step.itemUri, x), (err: unknown) => failedCommand(c, uri, err)) : gotValue(step.itemUri, v);
       }
       const op =
         c.kind === 'Replace'
           ? tree.replace(uri, { ...(c.format !== undefined ? { format: c.format } : {}), ...(c.type !== undefined ? { type: c.type } : {}), ...(c.data !== undefined ? { data: c.data } : {}) }, tctx)
           : tree.exec(uri, c.data !== undefined ? { data: c.data } : {}, tctx);
-      return op.then((r) => ({ status: r.status }), failed);
+      return op.then(
+        (r) => ({ status: r.status }),
+        (err: unknown) => failedCommand(c, uri, err),
+      );
     } catch (err) {
-      return failed(err);
+      return failedCommand(c, uri, err);
     }
+  }
+
+  /** A command of a direct run that failed: its DM status; anything but a DmStatusError is logged. */
+  function failedCommand(c: MemberCommand, uri: string, err: unknown): MemberRun['cmds'][number] {
+    if (!(err instanceof DmStatusError)) log.warn(`${c.kind} ${uri} failed: ${describeError(err)}`);
+    return { status: err instanceof GwError && err.status !== undefined ? err.status : 500 };
   }
 
 

@@ -389,12 +389,14 @@ export class DmTree {
    */
   read(uri: string, ctx: TreeContext): Awaitable<NodeValue> {
     const u = this.norm(uri);
-    const value = (v: View): Awaitable<NodeValue> =>
-      v.interior
-        ? this.childNames(v, ctx).then((names) => ({ uri: u, format: 'node' as const, type: v.type, data: names.join('/') }))
-        : { uri: u, format: wireFormat(v.format), type: v.type, data: v.data ?? '' };
     const v = this.readable(u, ctx);
-    return isThenable(v) ? v.then(value) : value(v);
+    // No closure on the synchronous path: this runs once per fanout member.
+    return isThenable(v) ? v.then((x) => this.valueOf(u, x, ctx)) : this.valueOf(u, v, ctx);
+  }
+
+  private valueOf(u: string, v: View, ctx: TreeContext): Awaitable<NodeValue> {
+    if (v.interior) return this.childNames(v, ctx).then((names) => ({ uri: u, format: 'node' as const, type: v.type, data: names.join('/') }));
+    return { uri: u, format: wireFormat(v.format), type: v.type, data: v.data ?? '' };
   }
 
   /**
@@ -874,13 +876,14 @@ export class DmTree {
 
   /** Existence, Get AccessType (405), then Get ACL (425): the order of §3.4 (what the node supports before who asks). */
   private readable(u: string, ctx: TreeContext): Awaitable<View> {
-    const check = (v: View): Awaitable<View> => {
-      if (ctx.serverId !== undefined && !v.access.has('Get')) throw notAllowed(u, 'Get');
-      const a = this.authorize(u, 'Get', ctx, v);
-      return isThenable(a) ? a.then(() => v) : v;
-    };
     const v = this.existing(u, ctx);
-    return isThenable(v) ? v.then(check) : check(v);
+    return isThenable(v) ? v.then((x) => this.checkGet(u, ctx, x)) : this.checkGet(u, ctx, v);
+  }
+
+  private checkGet(u: string, ctx: TreeContext, v: View): Awaitable<View> {
+    if (ctx.serverId !== undefined && !v.access.has('Get')) throw notAllowed(u, 'Get');
+    const a = this.authorize(u, 'Get', ctx, v);
+    return isThenable(a) ? a.then(() => v) : v;
   }
 
   private async childNames(v: View, ctx: TreeContext): Promise<string[]> {
