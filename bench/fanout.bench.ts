@@ -1,22 +1,21 @@
 /**
- * Fanout and association at scale: how long a gateway takes to run one fanout job over n simulated
+ * Fanout and associations at scale: how long a gateway takes to run one fanout job over n simulated
  * devices, against the same device handlers called with a plain `Promise.all` in the same run; what
- * an associated device costs in heap; and how many messages the DM server sees for one fanout over
- * a real three-level HTTP hierarchy, against n (one session per device would need at least n).
+ * an associated device costs in heap; and how long a gateway with n devices takes to restart.
+ * (The hierarchy over HTTP is bench/hierarchy.bench.ts.) docs/performance.md has the targets.
  *
- *   npm run bench                                  (codec bench, then this one; bench/run.ts)
+ *   npm run bench                                  (every benchmark; bench/run.ts)
  *   node --expose-gc bin/run-ts.js bench/fanout.bench.ts
- *   GWMO_BENCH_N=1000,10000 GWMO_BENCH_HN=40 node --expose-gc bin/run-ts.js bench/fanout.bench.ts
+ *   GWMO_BENCH_N=1000,10000 node --expose-gc bin/run-ts.js bench/fanout.bench.ts
  *
- * Environment: GWMO_BENCH_N (default 1000,10000,100000) are the in-process sizes, GWMO_BENCH_HN
- * (default 1000,10000) the hierarchy sizes, GWMO_BENCH_STORE `leveldb` (default: a real LevelDB in
- * a temp dir, as in production; no slower than memory in our runs) or `memory` (memoryStore; it
- * keeps JSON copies of every record on the heap: ~350 B/device more in association.heap), GWMO_BENCH_CONCURRENCY a comma list of candidate
- * gateway fanout.maxConcurrency values (default 64,256,1024,4096; the fastest is used).
+ * Environment: GWMO_BENCH_N (default 1000,10000,100000) are the sizes, GWMO_BENCH_STORE `leveldb`
+ * (default: a real LevelDB in a temp dir, as in production) or `memory` (memoryStore; it keeps JSON
+ * copies of every record on the heap), GWMO_BENCH_CONCURRENCY a comma list of candidate gateway
+ * fanout.maxConcurrency values (default 64,256,1024,4096; the fastest is used).
  *
  * Output: one JSON line per figure on stdout, `{ name, n, value, unit, baseline, ratio, ... }`
- * (extra fields: `note`, and details such as `coldMs`, `runs`), the first being `machine`; human
- * progress on stderr. Figures:
+ * (extra fields: `note`, and details such as `coldMs`, `runs`, `usPerDevice`, `rssMB`), the first
+ * being `machine`; human progress on stderr. Figures:
  * - `fanout.get` (ms, Exec Start to the job's final state; job Get ./DevInfo/Mod on GroupID `*`,
  *   sim devices with latency 0), baseline: `Promise.all` of `sim.device(a).get('DevInfo/Mod')` for
  *   every device. Median of several jobs on the same gateway after one warm-up job (`coldMs`: that
@@ -25,20 +24,13 @@
  *   devices (named in `note`). Every job's results are checked (n members, all 200, the right
  *   data); anything else exits non-zero.
  * - `fanout.rate` (devices/s) for the same runs; baseline: the Promise.all rate.
- * - `association.spawn` (ms, gateway start to `settled()`) and `association.heap` (heap bytes per
- *   associated device after GC: heapUsed with the n-device gateway minus heapUsed with an empty
- *   started gateway, / n) at the largest n; `association.actor.heap` (heap bytes per association
- *   actor: n `associationMachine` actors created and started alone). No baselines.
- * - `hierarchy.messages` (DM requests the server received for one fanout: the definition + Start
- *   session, the FanoutComplete alert session, the Results read), counted by a small HTTP proxy in
- *   front of the server's DM URL (the top gateway's parent URL); baseline n. `hierarchy.get`: ms
- *   from the operator's request (definition + Start) to the FanoutComplete alert at the server.
- *   Tree: server → 1 gateway → 4 gateways, each with a sim network of n/4 devices; LevelDB
- *   everywhere, real HTTP on 127.0.0.1.
+ * - `association.spawn` (ms, gateway start to `settled()`, every n) and `association.heap` (heap
+ *   bytes per associated device after GC: heapUsed with the n-device gateway minus heapUsed with an
+ *   empty started gateway, / n) at the largest n; `association.actor.heap` (heap bytes per live
+ *   association actor: n `associationMachine` actors created and started alone). No baselines.
+ * - `restore.ready` (ms) at the largest n: see `restoreReady`.
  */
-import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
 import { cpus, platform, release, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -49,11 +41,7 @@ import { associationMachine, type AssociationInput } from '../machines/associati
 import { SimAdapter, simAdapterConfigSchema } from '../adapters/sim.ts';
 import { gatewayConfigSchema } from '../src/gateway/config.ts';
 import { Gateway } from '../src/gateway/gateway.ts';
-import { FANOUT_COMPLETE_ALERT } from '../src/gateway/fanout.ts';
-import { createLogger, silentLogger } from '../src/log.ts';
-import { serverConfigSchema } from '../src/server/config.ts';
-import type { DeviceAlert } from '../src/server/queue.ts';
-import { DmServer } from '../src/server/server.ts';
+import { silentLogger } from '../src/log.ts';
 import { memoryStore } from '../src/store/store.ts';
 import type { PluginWrite, TreePlugin } from '../src/tree/tree.ts';
 
@@ -71,7 +59,6 @@ export interface FanoutFigure {
 /** Options of a run (defaults from the environment, see the module comment). */
 export interface FanoutBenchOptions {
   ns?: number[];
-  hns?: number[];
   store?: 'leveldb' | 'memory';
   concurrency?: number[];
   /** Receives each JSON line (default: stdout). */
@@ -81,7 +68,6 @@ export interface FanoutBenchOptions {
 }
 
 const DEFAULT_N = [1000, 10_000, 100_000];
-const DEFAULT_HN = [1000, 10_000];
 const DEFAULT_CONCURRENCY = [64, 256, 1024, 4096];
 const PREFIX = 'd';
 const MOD = 'sim-sensor';
@@ -95,12 +81,11 @@ const sizes = (v: string | undefined, dflt: number[]): number[] => {
 };
 
 /** The sizes and settings of a run, from the environment. */
-export function benchOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Required<Pick<FanoutBenchOptions, 'ns' | 'hns' | 'store' | 'concurrency'>> {
+export function benchOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Required<Pick<FanoutBenchOptions, 'ns' | 'store' | 'concurrency'>> {
   const store = env.GWMO_BENCH_STORE?.trim() || 'leveldb';
   if (store !== 'leveldb' && store !== 'memory') throw new Error(`GWMO_BENCH_STORE must be leveldb or memory, not ${store}`);
   return {
     ns: sizes(env.GWMO_BENCH_N, DEFAULT_N),
-    hns: sizes(env.GWMO_BENCH_HN, DEFAULT_HN),
     store,
     concurrency: sizes(env.GWMO_BENCH_CONCURRENCY, DEFAULT_CONCURRENCY),
   };
@@ -369,240 +354,6 @@ export async function restoreReady(n: number, gc: () => void, log: (l: string) =
 }
 
 // ----------------------------------------------------------------------------------------------
-// The hierarchy over HTTP
-// ----------------------------------------------------------------------------------------------
-
-const HOP_HEADERS = new Set(['host', 'connection', 'keep-alive', 'content-length', 'transfer-encoding', 'content-encoding']);
-
-/** A counting HTTP proxy in front of `target` (a base URL): every request is counted, then forwarded as is. */
-async function countingProxy(target: string): Promise<{ url: string; count(): number; bytes(): { up: number; down: number }; close(): Promise<void> }> {
-  let count = 0;
-  const bytes = { up: 0, down: 0 };
-  const server: Server = createServer((req, res) => {
-    count++;
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      void (async () => {
-        try {
-          const headers: Record<string, string> = {};
-          for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string' && !HOP_HEADERS.has(k)) headers[k] = v;
-          const sent = Buffer.concat(chunks);
-          bytes.up += sent.byteLength;
-          const up = await fetch(target + (req.url ?? '/'), { method: req.method ?? 'POST', headers, ...(req.method === 'POST' ? { body: sent } : {}) });
-          const body = Buffer.from(await up.arrayBuffer());
-          bytes.down += body.byteLength;
-          const out: Record<string, string> = {};
-          up.headers.forEach((v, k) => {
-            if (!HOP_HEADERS.has(k)) out[k] = v;
-          });
-          res.writeHead(up.status, out).end(body);
-        } catch (err) {
-          res.writeHead(502, { 'content-type': 'text/plain' }).end(String(err));
-        }
-      })();
-    });
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const addr = server.address() as { port: number };
-  return {
-    url: `http://127.0.0.1:${addr.port}`,
-    count: () => count,
-    bytes: () => ({ ...bytes }),
-    close: async () => {
-      server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
-    },
-  };
-}
-
-/** Runs an operator command through the server's API (as test/support/gateways.ts `operate`). */
-async function operate(server: DmServer, deviceId: string, body: Record<string, unknown>): Promise<any> {
-  const res = await fetch(`${server.url}/api/devices/${encodeURIComponent(deviceId)}/commands`, {
-    method: 'POST',
-    body: JSON.stringify({ timeout: 300, ...body }),
-    headers: { 'content-type': 'application/json' },
-  });
-  return { http: res.status, ...((await res.json()) as Record<string, unknown>) };
-}
-
-interface HierarchyResult {
-  messages: number;
-  /** Bytes of those requests (up) and of the server's answers (down). */
-  bytes: { up: number; down: number };
-  phases: { define: number; alert: number; read: number };
-  sessions: number;
-  package0: number;
-  getMs: number;
-  defineMs: number;
-  readMs: number;
-  setupMs: number;
-  sessionMessages: number;
-}
-
-/** Server → gw-top → 4 floor gateways with n/4 sim devices each; one fanout, counted at the server. */
-async function hierarchy(n: number, concurrency: number, log: (l: string) => void): Promise<HierarchyResult> {
-  const t0 = now();
-  const dir = await mkdtemp(join(tmpdir(), 'gwmo-bench-h-'));
-  const gateways: Gateway[] = [];
-  const counters = { sessions: 0, package0: 0, sessionMessages: 0 };
-  const serverLog = createLogger('server', {
-    level: 'info',
-    write: (l) => {
-      if (/ session \S+ opened by /.test(l)) counters.sessions++;
-      else if (/ Package 0 sent to /.test(l)) counters.package0++;
-      const m = / session \S+ of \S+ ended: .*messages=(\d+)/.exec(l);
-      if (m) counters.sessionMessages += Number(m[1]);
-      if (/ (ERROR|WARN) /.test(l)) log(`  server: ${l}`);
-    },
-  });
-  const floors = ['gw-floor1', 'gw-floor2', 'gw-floor3', 'gw-floor4'];
-  const server = await DmServer.create({
-    config: serverConfigSchema.parse({
-      listen: '127.0.0.1:0',
-      serverId: 'bench-dms',
-      serverSecret: 'dms-secret',
-      serverAuthType: 'md5',
-      sessionTimeout: 300,
-      accounts: [{ deviceId: 'gw-top', username: 'gw-top-user', secret: 'gw-top-secret', authType: 'md5', gateway: true }],
-    }),
-    dataDir: join(dir, 'server'),
-    logger: serverLog,
-  });
-  await server.start();
-  const proxy = await countingProxy(server.url);
-  try {
-    const common = { serverAuthType: 'md5', newDeviceAlert: false, requestTimeout: 300, proxyTimeout: 300, fanout: { timeout: 300, maxConcurrency: concurrency } };
-    const top = await Gateway.create({
-      config: gatewayConfigSchema.parse({
-        id: 'gw-top',
-        parent: { url: `${proxy.url}${server.config.path}`, serverId: server.config.serverId, username: 'gw-top-user', secret: 'gw-top-secret', authType: 'md5', serverSecret: server.config.serverSecret, serverAuthType: 'md5' },
-        serverId: 'gw-top-south',
-        serverSecret: 'gw-top-south-secret',
-        devices: floors.map((f) => ({ deviceId: f, mode: 'proxy', gateway: true, username: `${f}-user`, secret: `${f}-secret`, authType: 'md5' })),
-        ...common,
-      }),
-      dataDir: join(dir, 'gw-top'),
-      logger: silentLogger,
-    });
-    await top.start();
-    gateways.push(top);
-    const per = Math.floor(n / floors.length);
-    for (const [i, f] of floors.entries()) {
-      const count = i === floors.length - 1 ? n - per * (floors.length - 1) : per;
-      const g = await Gateway.create({
-        config: gatewayConfigSchema.parse({
-          id: f,
-          parent: { url: top.southUrl, serverId: top.config.serverId, username: `${f}-user`, secret: `${f}-secret`, authType: 'md5', serverSecret: top.config.serverSecret, serverAuthType: 'md5' },
-          serverId: `${f}-south`,
-          serverSecret: `${f}-south-secret`,
-          adapters: [{ type: 'sim', generate: { count, prefix: `f${i + 1}-`, kind: 'sensor' }, latencyMs: 0, maxConcurrency: concurrency }],
-          ...common,
-        }),
-        dataDir: join(dir, f),
-        logger: silentLogger,
-      });
-      await g.start();
-      await g.settled();
-      gateways.push(g);
-    }
-    // Wait until the floors have called in and all start-up traffic is over (nothing for 500 ms).
-    const until = async (cond: () => boolean, what: string): Promise<void> => {
-      const end = Date.now() + 60_000;
-      while (!cond()) {
-        if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-        await sleep(20);
-      }
-    };
-    await until(() => floors.every((f) => top.associations.get(f)?.status === 'attached'), 'the floor gateways to attach');
-    for (let last = -1, stableSince = now(); ; await sleep(50)) {
-      const c = proxy.count();
-      if (c !== last || server.openSessions().length) {
-        last = c;
-        stableSince = now();
-      } else if (now() - stableSince > 500) break;
-    }
-    const setupMs = now() - t0;
-    log(`  hierarchy n=${n}: set up in ${round(setupMs)} ms`);
-
-    const job = 'hjob';
-    const correlator = 'c-hjob';
-    const base = `./GwMO/Fanout/${job}`;
-    let alertAt = 0;
-    const onAlert = (a: DeviceAlert): void => {
-      if (a.deviceId === 'gw-top' && a.correlator === correlator && a.items.some((it) => it.meta?.type === FANOUT_COMPLETE_ALERT)) alertAt ||= now();
-    };
-    server.queue.events.on('alert', onAlert);
-    const quiet = async (): Promise<void> => {
-      while (server.openSessions().length) await sleep(5);
-    };
-    const c0 = proxy.count();
-    const b0 = proxy.bytes();
-    const s0 = { ...counters };
-    const tStart = now();
-    const started = await operate(server, 'gw-top', {
-      cmd: 'Sequence',
-      commands: [
-        { cmd: 'Add', uri: base, format: 'node' },
-        { cmd: 'Add', uri: `${base}/Target/GroupID`, value: '*' },
-        { cmd: 'Add', uri: `${base}/Commands/1/Cmd`, value: 'Get' },
-        { cmd: 'Add', uri: `${base}/Commands/1/URI`, value: './DevInfo/Mod' },
-        { cmd: 'Exec', uri: `${base}/Operations/Start`, correlator },
-      ],
-    });
-    const defineMs = now() - tStart;
-    if (started.status !== 200 || started.statuses?.at(-1)?.status !== 202) throw new Error(`the job was not started: ${JSON.stringify(started)}`);
-    await quiet();
-    const c1 = proxy.count();
-    await until(() => alertAt > 0, 'the FanoutComplete alert');
-    const getMs = alertAt - tStart;
-    await quiet();
-    const c2 = proxy.count();
-    const tRead = now();
-    const read = await operate(server, 'gw-top', { cmd: 'Get', uri: `${base}/Results?list=StructData` });
-    const readMs = now() - tRead;
-    await quiet();
-    const c3 = proxy.count();
-    const b3 = proxy.bytes();
-    server.queue.events.off('alert', onAlert);
-    if (read.status !== 200) throw new Error(`Get Results answered ${read.status}: ${JSON.stringify(read).slice(0, 500)}`);
-    // Every member: 200 with the model.
-    const prefix = `${base}/Results/`;
-    const status = new Map<string, string>();
-    const data = new Map<string, string>();
-    for (const it of read.results as { uri: string; data?: string }[]) {
-      if (!it.uri.startsWith(prefix)) continue;
-      const rest = it.uri.slice(prefix.length);
-      const slash = rest.indexOf('/');
-      const m = rest.slice(0, slash);
-      const leaf = rest.slice(slash + 1);
-      if (leaf === 'Status') status.set(m, it.data ?? '');
-      else if (leaf === 'Cmd/1/Data') data.set(m, it.data ?? '');
-    }
-    const bad = [...status].filter(([m, s]) => s !== '200' || data.get(m) !== MOD).length;
-    if (status.size !== n || bad) throw new Error(`hierarchy n=${n}: ${status.size}/${n} results, ${bad} not 200 with ${MOD}`);
-    return {
-      messages: c3 - c0,
-      bytes: { up: b3.up - b0.up, down: b3.down - b0.down },
-      phases: { define: c1 - c0, alert: c2 - c1, read: c3 - c2 },
-      sessions: counters.sessions - s0.sessions,
-      package0: counters.package0 - s0.package0,
-      sessionMessages: counters.sessionMessages - s0.sessionMessages,
-      getMs,
-      defineMs,
-      readMs,
-      setupMs,
-    };
-  } finally {
-    for (const g of gateways.reverse()) await g.stop();
-    await proxy.close();
-    await server.stop();
-    await rm(dir, { recursive: true, force: true });
-  }
-}
-
-// ----------------------------------------------------------------------------------------------
 // The benchmark
 // ----------------------------------------------------------------------------------------------
 
@@ -610,7 +361,6 @@ async function hierarchy(n: number, concurrency: number, log: (l: string) => voi
 export async function runFanoutBench(options: FanoutBenchOptions = {}): Promise<FanoutFigure[]> {
   const env = benchOptionsFromEnv();
   const ns = [...(options.ns ?? env.ns)].sort((a, b) => a - b);
-  const hns = [...(options.hns ?? env.hns)].sort((a, b) => a - b);
   const store = options.store ?? env.store;
   const candidates = options.concurrency ?? env.concurrency;
   const write = options.write ?? ((l: string) => process.stdout.write(`${l}\n`));
@@ -624,7 +374,7 @@ export async function runFanoutBench(options: FanoutBenchOptions = {}): Promise<
   const t0 = now();
 
   const cpu = cpus();
-  const machine = { name: 'machine', cpu: cpu[0]?.model ?? 'unknown', cores: cpu.length, memGB: round(totalmem() / 2 ** 30, 1), node: process.version, os: `${platform()} ${release()}`, store, ns, hns };
+  const machine = { name: 'machine', cpu: cpu[0]?.model ?? 'unknown', cores: cpu.length, memGB: round(totalmem() / 2 ** 30, 1), node: process.version, os: `${platform()} ${release()}`, store, ns };
   write(JSON.stringify(machine));
   const storeNote = store === 'leveldb' ? 'LevelDB in a temp dir' : 'memoryStore (records also kept as JSON copies on the heap)';
 
@@ -727,36 +477,6 @@ export async function runFanoutBench(options: FanoutBenchOptions = {}): Promise<
     });
   }
 
-  for (const n of hns) {
-    log(`hierarchy n=${n}: server → gw-top → 4 gateways × ${Math.floor(n / 4)} sim devices, over HTTP…`);
-    const h = await hierarchy(n, chosen, log);
-    log(`  ${h.messages} DM requests at the server (define ${h.phases.define}, alert ${h.phases.alert}, read ${h.phases.read}; ${h.sessions} sessions, ${h.package0} Package 0), FanoutComplete after ${round(h.getMs)} ms`);
-    emit({
-      name: 'hierarchy.messages',
-      n,
-      value: h.messages,
-      unit: 'messages',
-      baseline: n,
-      ratio: ratio(h.messages, n),
-      phases: h.phases,
-      bytes: h.bytes,
-      sessions: h.sessions,
-      sessionMessages: h.sessionMessages,
-      package0: h.package0,
-      note: 'DM requests received by the server (counting proxy on the top gateway\'s parent URL) for one fanout: definition+Start session, FanoutComplete alert session, Get Results?list=StructData (phases); bytes: their sizes, up (requests) and down (answers); sessionMessages: the same from the server\'s own per-session counters (cross-check); Package 0 pushes go the other way and are not counted; baseline n (one message per device at the very least)',
-    });
-    emit({
-      name: 'hierarchy.get',
-      n,
-      value: round(h.getMs, 1),
-      unit: 'ms',
-      baseline: null,
-      ratio: null,
-      defineMs: round(h.defineMs, 1),
-      readMs: round(h.readMs, 1),
-      note: `operator API request (definition + Exec Start, one Sequence) to the FanoutComplete alert at the server; 3 levels over HTTP on 127.0.0.1, LevelDB, ${concNote.replace(/ \(.*\)$/, '')}; no direct-session baseline`,
-    });
-  }
   log(`fanout bench done in ${round((now() - t0) / 1000, 1)} s`);
   return figures;
 }
