@@ -385,6 +385,7 @@ export async function runFanoutBench(options: FanoutBenchOptions = {}): Promise<
   const concNote = `gateway fanout.maxConcurrency ${chosen}${Object.keys(medians).length ? ` (fastest at n=${calN}: ${Object.entries(medians).map(([c, ms]) => `${c}=${ms}ms`).join(' ')})` : ''}`;
 
   const largest = ns.at(-1)!;
+  let liveActors = 0;
   for (const n of ns) {
     const reps = n <= 2000 ? 7 : n <= 20_000 ? 5 : 3;
     let heap: { empty: number; full: number; sim: number } | undefined;
@@ -403,6 +404,7 @@ export async function runFanoutBench(options: FanoutBenchOptions = {}): Promise<
       if (heap) {
         await sleep(50);
         heap.full = await settledHeap(gc);
+        liveActors = g.gw.actor.getSnapshot().context.associations.size;
       }
       emit({
         name: 'association.spawn',
@@ -444,7 +446,7 @@ export async function runFanoutBench(options: FanoutBenchOptions = {}): Promise<
         unit: 'bytes/device',
         baseline: null,
         ratio: null,
-        note: `heapUsed after GC with ${n} devices associated minus with an empty started gateway, / n; ${storeNote}${store === 'leveldb' ? ' (LevelDB memory is off the V8 heap)' : ''}; includes the sim network's own state, ~${round(heap.sim)} B/device, and the association actor, ~${round(actors.perActor)} B (association.actor.heap)`,
+        note: `heapUsed after GC with ${n} devices associated minus with an empty started gateway, / n; ${storeNote}${store === 'leveldb' ? ' (LevelDB memory is off the V8 heap)' : ''}; includes the sim network's own state, ~${round(heap.sim)} B/device; associations at rest are records (a live association actor costs ~${round(actors.perActor)} B more: association.actor.heap; ${liveActors} live here)`,
         simBytes: round(heap.sim),
       });
       emit({
