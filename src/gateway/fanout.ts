@@ -136,8 +136,8 @@ interface Run {
   next: number;
   active: number;
   cancelled: boolean;
-  /** Sub-jobs waiting for their child's completion alert, by sub-job name. */
-  wake: Map<string, () => void>;
+  /** Sub-jobs waiting for their child's completion alert, by sub-job name (true: woken by the alert). */
+  wake: Map<string, (byAlert: boolean) => void>;
   /** True while the native multicast phase runs: per-member legs wait for it. */
   holding: boolean;
 }
@@ -223,7 +223,7 @@ export class FanoutService {
   onChildComplete(source: string): void {
     const name = /Fanout\/([^/]+)$/.exec(source)?.[1];
     if (!name) return;
-    for (const r of this.runs.values()) r.wake.get(name)?.();
+    for (const r of this.runs.values()) r.wake.get(name)?.(true);
   }
 
   // ------------------------------------------------------------------ starting and running
@@ -615,15 +615,17 @@ export class FanoutService {
     let misses = 0;
     for (;;) {
       if (this.stopped || this.runs.get(j.name) !== run) return false;
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, POLL_MS);
-        run.wake.set(sub, () => {
+      const byAlert = await new Promise<boolean>((resolve) => {
+        const t = setTimeout(() => resolve(false), POLL_MS);
+        run.wake.set(sub, (alert) => {
           clearTimeout(t);
-          resolve();
+          resolve(alert);
         });
       });
       run.wake.delete(sub);
       if (this.stopped || this.runs.get(j.name) !== run) return false;
+      // The child sends FanoutComplete once its sub-job is final: no need to ask for its State.
+      if (byAlert) break;
       const st = await exec.runMember(m.child!, [{ kind: 'Get', uri: `${base}/State` }], ctx, Date.now() + timeoutMs);
       if (st.status === 461) {
         if (++misses * POLL_MS >= timeoutMs || misses >= 3) {
@@ -640,10 +642,14 @@ export class FanoutService {
       }
       if (isFinal(state)) break;
     }
-    const rep = await exec.runMember(m.child!, [{ kind: 'Get', uri: `${base}/Report` }], ctx, Date.now() + timeoutMs);
-    const xml = rep.cmds[0]?.items?.[0]?.data;
-    if (!ok(rep.status) || !xml) {
-      this.record(j, m.key, { deviceId: m.deviceId, status: ok(rep.status) ? 500 : rep.status, cmds: [] });
+    // The report, and the child forgets the sub-job, in one session (one Sequence: the Delete runs
+    // whatever the Get answered; a report that could not be read is this slot's failure either way).
+    const rep = await exec.runMember(m.child!, [{ kind: 'Get', uri: `${base}/Report` }, { kind: 'Delete', uri: base }], ctx, Date.now() + timeoutMs);
+    const got = rep.cmds[0];
+    const xml = got?.items?.[0]?.data;
+    if (!got || !ok(got.status) || !xml) {
+      const status = got && !ok(got.status) ? got.status : ok(rep.status) ? 500 : rep.status;
+      this.record(j, m.key, { deviceId: m.deviceId, status, cmds: [] });
       return false;
     }
     const report = parseReport(xml);
@@ -652,8 +658,6 @@ export class FanoutService {
       this.record(j, `${m.child}.${r.key}`, r.result);
       if (!ok(r.result.status)) allOk = false;
     }
-    // The sub-job is done with; the child forgets it (best effort).
-    await exec.runMember(m.child!, [{ kind: 'Delete', uri: base }], ctx, Date.now() + timeoutMs).catch(() => undefined);
     return allOk;
   }
 
