@@ -3,7 +3,7 @@
  * full collections). JSON lines on stdout (one per figure, the targets are in docs/performance.md),
  * progress on stderr.
  *
- *   npm run bench                 every figure (about 10 minutes on 2 cores)
+ *   npm run bench                 every figure (about 5 minutes on 2 cores)
  *   npm run bench -- --quick      every benchmark at small n (codec quick rounds, fanout and restore
  *                                 at 1,000 devices, the HTTP load for 1 s, the hierarchy at 160
  *                                 devices); part of npm test (test/bench/run-quick.test.ts), it
