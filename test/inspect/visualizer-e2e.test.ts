@@ -69,6 +69,19 @@ describe('live visualizer page', () => {
     gwA.actor.send({ type: 'association.event', deviceId: 'IMEI:359000000000001', event: { type: 'session.ok' } });
     await expect.poll(activeStates).toEqual(['association.attached']);
 
+    // An adaptation device at rest is a record (italic); an event activates its actor, which takes
+    // the record's place in the tree and keeps the selection.
+    const s1 = row('urn:dev:sim:gw-a-s1 (adaptation)');
+    expect(await s1.getAttribute('class')).toContain('record');
+    await s1.click();
+    await expect.poll(activeStates).toEqual(['association.attached']);
+    gwA.actor.send({ type: 'association.event', deviceId: 'urn:dev:sim:gw-a-s1', event: { type: 'detach' } });
+    await expect.poll(activeStates).toEqual(['association.detached']);
+    await expect.poll(() => page.locator('.row.selected').getAttribute('class')).not.toContain('record');
+    expect(await page.locator('.row.selected .name').textContent()).toBe('urn:dev:sim:gw-a-s1 (adaptation)');
+    gwA.actor.send({ type: 'association.event', deviceId: 'urn:dev:sim:gw-a-s1', event: { type: 'session.ok' } });
+    await expect.poll(activeStates).toEqual(['association.attached']);
+
     // A fanout: its job actors appear under both gateways and end in `completed`; the log shows the legs.
     expect(await page.locator('.row[data-kind="fanout"]').count()).toBe(0);
     await demo.runFanout('e2e1');

@@ -40,6 +40,16 @@ function apply(msg) {
     if (old && stateText(old.value) !== stateText(a.value)) a.flash = true;
     model.actors.set(a.key, a);
   }
+  // An association switching between its record and its live actor keeps the selection: the new
+  // node of the same device at the same gateway takes over.
+  const sel = ui.selected && model.actors.get(ui.selected);
+  if (sel && sel.kind === 'association' && (msg.removed ?? []).includes(ui.selected)) {
+    const next = (msg.actors ?? []).find((a) => a.key !== sel.key && a.kind === 'association' && a.device === sel.device && a.gateway === sel.gateway && a.status === 'active');
+    if (next) {
+      model.actors.delete(sel.key);
+      ui.selected = next.key;
+    }
+  }
   for (const k of msg.removed ?? []) if (k !== ui.selected) model.actors.delete(k);
   let added = 0;
   for (const e of msg.events ?? []) {
