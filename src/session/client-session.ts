@@ -6,10 +6,10 @@
  * drives one instance per session.
  */
 import { basicCred, formatHmacHeader, hmacMac, md5Cred, newNonce, nonceCandidates, nonceToB64, parseHmacHeader, safeEqual, type AuthType, basicMatches } from '../codec/auth.ts';
-import type { AlertCommand, Command, DataValue, Encoding, Item, Meta, OperationCommand, StatusCommand, SyncHdr, SyncMLMessage } from '../codec/model.ts';
+import type { AlertCommand, Command, DataValue, Encoding, Item, OperationCommand, StatusCommand, SyncHdr, SyncMLMessage } from '../codec/model.ts';
 import { encodeSyncML } from '../codec/syncml.ts';
 import { GwError, describeError } from '../errors.ts';
-import { Alert, LargeObjectBuffer, MIN_MSG_SIZE, alertCode, cmdStatus, hdrStatus, numberCommands, packMessage, type Outgoing } from './common.ts';
+import { Alert, LargeObjectBuffer, MIN_MSG_SIZE, alertCode, cmdStatus, hdrStatus, numberCommands, packMessage, withChunkMeta, type Outgoing } from './common.ts';
 
 /** Credentials of one party as the client holds them (DMAcc AppAuth, notes §5.3). */
 export interface ClientCredentials {
@@ -491,15 +491,7 @@ export function splitToFit<T extends { items: Item[] }>(
     while (n > 0 && n < bytes!.length && (bytes![n]! & 0xc0) === 0x80) n--;
     return n;
   };
-  const withMeta = (it: Item, size: number | undefined): Item => {
-    const meta: Meta = { ...(item.meta ?? {}) };
-    if (size === undefined) delete meta.size;
-    else meta.size = size;
-    const out: Item = { ...it };
-    if (Object.keys(meta).length) out.meta = meta;
-    else delete out.meta;
-    return out;
-  };
+  const withMeta = (it: Item, size: number | undefined): Item => withChunkMeta(item, it, size);
   /** The command with the data from `from` to `to` as a chunk (Meta Size on the first piece only). */
   const withData = (from: number, to: number): T =>
     ({ ...cmd, items: [withMeta({ ...item, data: slice(from, to), moreData: true }, opts.first ? length : undefined)] }) as T;

@@ -160,6 +160,20 @@ export function largeObjectChunks<T extends { items: Item[]; meta?: Meta }>(cmd:
  * raw bytes, and pieces cut by raw size alone did not fit their message. Returns undefined when
  * not even `minBytes` of data fit.
  */
+/**
+ * A chunk `it` of the large object `original`, with the original's Meta and Meta Size set to
+ * `size` (the whole object's size, on the first chunk only) or removed.
+ */
+export function withChunkMeta(original: Item, it: Item, size: number | undefined): Item {
+  const meta: Meta = { ...(original.meta ?? {}) };
+  if (size === undefined) delete meta.size;
+  else meta.size = size;
+  const out: Item = { ...it };
+  if (Object.keys(meta).length) out.meta = meta;
+  else delete out.meta;
+  return out;
+}
+
 export function splitLargeObject<T extends { items: Item[] }>(
   cmd: T,
   opts: { first: boolean; fits: (piece: T) => boolean; minBytes?: number; maxBytes?: number },
@@ -176,15 +190,7 @@ export function splitLargeObject<T extends { items: Item[] }>(
     while (n > 0 && n < bytes.length && (bytes[n]! & 0xc0) === 0x80) n--;
     return n;
   };
-  const withMeta = (it: Item, size: number | undefined): Item => {
-    const meta: Meta = { ...(item.meta ?? {}) };
-    if (size === undefined) delete meta.size;
-    else meta.size = size;
-    const out: Item = { ...it };
-    if (Object.keys(meta).length) out.meta = meta;
-    else delete out.meta;
-    return out;
-  };
+  const withMeta = (it: Item, size: number | undefined): Item => withChunkMeta(item, it, size);
   const pieceOf = (n: number): T =>
     ({ ...cmd, items: [withMeta({ ...item, data: slice(0, n), moreData: true }, opts.first ? bytes.length : undefined)] }) as T;
   let lo = 0;
