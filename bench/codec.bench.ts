@@ -28,6 +28,7 @@ import { fileURLToPath } from 'node:url';
 import { XMLBuilder, XMLParser } from 'fast-xml-parser';
 import type { Command, Item, SyncHdr, SyncMLMessage } from '../src/codec/model.ts';
 import { decodeSyncML, encodeSyncML } from '../src/codec/syncml.ts';
+import { median } from './common.ts';
 
 /** One reported figure. */
 export interface BenchFigure {
@@ -186,11 +187,6 @@ type Pass = () => number;
 
 const nowMs = (): number => performance.now();
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
 
 let sink = 0;
 

@@ -31,7 +31,8 @@
  * - `restore.ready` (ms) at the largest n: see `restoreReady`.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
-import { cpus, platform, release, tmpdir, totalmem } from 'node:os';
+import { tmpdir } from 'node:os';
+import { machineLine, median, now, ratio, round, sig, sizeList, sleep } from './common.ts';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
@@ -73,40 +74,20 @@ const PREFIX = 'd';
 const MOD = 'sim-sensor';
 const PARENT = { url: 'http://127.0.0.1:9/dm', serverId: 'bench-dms', username: 'u', secret: 's', serverSecret: 'x' };
 
-const sizes = (v: string | undefined, dflt: number[]): number[] => {
-  if (!v?.trim()) return dflt;
-  const out = v.split(',').map((s) => Number(s.trim()));
-  if (!out.length || out.some((x) => !Number.isInteger(x) || x < 1)) throw new Error(`bad size list ${JSON.stringify(v)} (positive integers, comma separated)`);
-  return out;
-};
-
 /** The sizes and settings of a run, from the environment. */
 export function benchOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Required<Pick<FanoutBenchOptions, 'ns' | 'store' | 'concurrency'>> {
   const store = env.GWMO_BENCH_STORE?.trim() || 'leveldb';
   if (store !== 'leveldb' && store !== 'memory') throw new Error(`GWMO_BENCH_STORE must be leveldb or memory, not ${store}`);
   return {
-    ns: sizes(env.GWMO_BENCH_N, DEFAULT_N),
+    ns: sizeList(env.GWMO_BENCH_N, DEFAULT_N),
     store,
-    concurrency: sizes(env.GWMO_BENCH_CONCURRENCY, DEFAULT_CONCURRENCY),
+    concurrency: sizeList(env.GWMO_BENCH_CONCURRENCY, DEFAULT_CONCURRENCY),
   };
 }
 
 // ----------------------------------------------------------------------------------------------
 // Helpers
 // ----------------------------------------------------------------------------------------------
-
-const now = (): number => performance.now();
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const round = (x: number, digits = 0): number => Number(x.toFixed(digits));
-/** Four significant digits. */
-const sig = (x: number): number => Number(x.toPrecision(4));
-const ratio = (a: number, b: number): number => sig(a / b);
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
 
 /** The garbage collector: `global.gc` under --expose-gc, else exposed at run time. */
 export function collector(): () => void {
@@ -373,9 +354,7 @@ export async function runFanoutBench(options: FanoutBenchOptions = {}): Promise<
   const gc = collector();
   const t0 = now();
 
-  const cpu = cpus();
-  const machine = { name: 'machine', cpu: cpu[0]?.model ?? 'unknown', cores: cpu.length, memGB: round(totalmem() / 2 ** 30, 1), node: process.version, os: `${platform()} ${release()}`, store, ns };
-  write(JSON.stringify(machine));
+  write(JSON.stringify(machineLine({ store, ns })));
   const storeNote = store === 'leveldb' ? 'LevelDB in a temp dir' : 'memoryStore (records also kept as JSON copies on the heap)';
 
   // The gateway's fanout.maxConcurrency: the fastest candidate on a mid-size network.

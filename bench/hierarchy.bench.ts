@@ -52,7 +52,8 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { Agent, createServer, request as httpRequest, type Server } from 'node:http';
-import { cpus, platform, release, tmpdir, totalmem } from 'node:os';
+import { tmpdir } from 'node:os';
+import { machineLine, median, now, ratio, round, sig, sizeList, sleep } from './common.ts';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SimDevice } from '../src/device/device.ts';
@@ -104,12 +105,6 @@ const LEAVES = MIDS * LEAVES_PER_MID;
 const SERVER = { serverId: 'bench-dms', serverSecret: 'dms-secret' };
 const TOP = { deviceId: 'gw-top', username: 'gw-top-user', secret: 'gw-top-secret' };
 
-const sizes = (v: string | undefined, dflt: number[]): number[] => {
-  if (!v?.trim()) return dflt;
-  const out = v.split(',').map((s) => Number(s.trim()));
-  if (!out.length || out.some((x) => !Number.isInteger(x) || x < LEAVES)) throw new Error(`bad size list ${JSON.stringify(v)} (integers ≥ ${LEAVES}, comma separated)`);
-  return out;
-};
 const positiveInt = (v: string | undefined, name: string, dflt: number): number => {
   if (!v?.trim()) return dflt;
   const x = Number(v);
@@ -122,7 +117,7 @@ export function hierarchyOptionsFromEnv(env: NodeJS.ProcessEnv = process.env, qu
   const read = env.GWMO_BENCH_HREAD?.trim() || 'report';
   if (read !== 'report' && read !== 'results') throw new Error(`GWMO_BENCH_HREAD must be report or results, not ${read}`);
   return {
-    ns: sizes(env.GWMO_BENCH_HN, quick ? QUICK_HN : DEFAULT_HN),
+    ns: sizeList(env.GWMO_BENCH_HN, quick ? QUICK_HN : DEFAULT_HN, LEAVES),
     runs: positiveInt(env.GWMO_BENCH_HRUNS, 'GWMO_BENCH_HRUNS', quick ? 1 : 3),
     operatorConcurrency: positiveInt(env.GWMO_BENCH_HOPS, 'GWMO_BENCH_HOPS', 64),
     fanoutConcurrency: positiveInt(env.GWMO_BENCH_HCONC, 'GWMO_BENCH_HCONC', 256),
@@ -134,19 +129,7 @@ export function hierarchyOptionsFromEnv(env: NodeJS.ProcessEnv = process.env, qu
 // Helpers
 // ----------------------------------------------------------------------------------------------
 
-const now = (): number => performance.now();
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const round = (x: number, digits = 0): number => Number(x.toFixed(digits));
-/** Four significant digits. */
-const sig = (x: number): number => Number(x.toPrecision(4));
-const ratio = (a: number, b: number): number => sig(a / b);
 const mb = (bytes: number): number => round(bytes / 2 ** 20, 1);
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
 
 async function until(cond: () => boolean, what: string, ms = 120_000): Promise<void> {
   const end = Date.now() + ms;
@@ -776,8 +759,7 @@ export async function runHierarchyBench(options: HierarchyBenchOptions & { quick
     write(JSON.stringify(f));
   };
   const t0 = now();
-  const cpu = cpus();
-  write(JSON.stringify({ name: 'machine', bench: 'hierarchy', cpu: cpu[0]?.model ?? 'unknown', cores: cpu.length, memGB: round(totalmem() / 2 ** 30, 1), node: process.version, os: `${platform()} ${release()}`, hns: ns, runs, operatorConcurrency, fanoutConcurrency, read }));
+  write(JSON.stringify(machineLine({ bench: 'hierarchy', hns: ns, runs, operatorConcurrency, fanoutConcurrency, read })));
 
   for (const n of ns) {
     const only = process.env.GWMO_BENCH_HONLY?.trim();

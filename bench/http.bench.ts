@@ -42,6 +42,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
+import { sig } from './common.ts';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CONTENT_TYPES, encodeSyncML } from '../src/codec/syncml.ts';
@@ -82,7 +83,6 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SERVER_ID = 'gwmo-bench-dms';
 const SERVER_SECRET = 'bench-server-secret-0123456789';
 const GETS: Record<string, string> = { './DevDetail/SwV': '1.4.2', './Vendor/Temp': '21.5' };
-const sig = (x: number): number => Number(x.toPrecision(4));
 
 /** Runs the load generator child process and returns its result. */
 function runGenerator(cfg: LoadConfig): Promise<LoadResult> {
