@@ -635,6 +635,15 @@ export class WbxmlCursor implements ElementCursor {
     }
   }
 
+  /** The inline string (STR_I) at the position, up to its NUL; undefined when empty. */
+  private inlineStr(): string | undefined {
+    const s = this.pos;
+    const e = this.b.indexOf(0, s);
+    if (e < 0) bail();
+    this.pos = e + 1;
+    return e > s ? this.str(s, e) : undefined;
+  }
+
   leafText(): string {
     if (this.selfClosed) {
       this.selfClosed = false;
@@ -645,13 +654,10 @@ export class WbxmlCursor implements ElementCursor {
     for (;;) {
       const t = this.byte();
       if (t === STR_I) {
-        const s = this.pos;
-        const e = this.b.indexOf(0, s);
-        if (e < 0) bail();
-        this.pos = e + 1;
-        if (e > s) {
+        const piece = this.inlineStr();
+        if (piece !== undefined) {
           if (text !== undefined) bail(); // split text: the tree path joins the bytes first
-          text = this.str(s, e);
+          text = piece;
         }
       } else if (t === END) {
         this.depth--;
@@ -671,13 +677,10 @@ export class WbxmlCursor implements ElementCursor {
     for (;;) {
       const t = this.byte();
       if (t === STR_I) {
-        const s = this.pos;
-        const e = this.b.indexOf(0, s);
-        if (e < 0) bail();
-        this.pos = e + 1;
-        if (e > s) {
+        const piece = this.inlineStr();
+        if (piece !== undefined) {
           if (value !== undefined) bail();
-          value = this.str(s, e);
+          value = piece;
         }
       } else if (t === OPAQUE) {
         const n = this.mbUint();
